@@ -1,0 +1,51 @@
+"""What every backbone returns and the one way headstart loads pretrained weights.
+
+A backbone wraps a library model and declares the sizes heads need
+(``hidden_size``; ``feature_channels`` / ``feature_strides`` for dense tasks).
+Its ``forward`` returns one of the small dataclasses below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+class HubUnreachableError(RuntimeError):
+    """A checkpoint could not be loaded and the cause is the network or a missing local dir."""
+
+
+@dataclass
+class EncoderOutput:
+    """Output of sequence / image encoders.
+
+    hidden_states: [B, L, D] last-layer states (L tokens, patches or frames).
+    attention_mask: [B, L] 1 for real positions, 0 for padding (None when nothing is padded).
+    pooled: [B, D] one vector per example ([CLS] for ViT/BERT, pooled map for ConvNeXT).
+    feature_maps: multi-scale maps [B, C_i, H_i, W_i] for dense heads (may be empty).
+    """
+
+    hidden_states: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
+    feature_maps: list[torch.Tensor] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def load_or_explain(load: Callable[[], T], checkpoint: str) -> T:
+    """Run ``load()`` (a ``from_pretrained`` call); turn a hub/network failure into one line.
+
+    The message names both ways out: ``model.preset=tiny`` and a local ``model.checkpoint``.
+    """
+    try:
+        return load()
+    except (OSError, ValueError) as err:  # transformers raises OSError for missing repos / offline
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise HubUnreachableError(
+            f"could not load checkpoint '{checkpoint}' ({text[:200]}); without network access use "
+            f"model.preset=tiny (small random-init model) or model.checkpoint=<local directory>"
+        ) from err

@@ -1,0 +1,109 @@
+"""What every headstart DataModule shares: loader settings, stateful loaders, the model hand-off."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from headstart.data.errors import OnError
+
+
+def default_num_workers() -> int:
+    """One worker per spare core, at most 8 (the main process keeps one core)."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+class DataModule(LightningDataModule):
+    """Base for task datamodules.
+
+    Subclasses set ``self.train_set`` / ``val_set`` / ``test_set`` / ``predict_set`` in ``setup``
+    and ``self.collate`` (a callable list-of-samples -> batch dict). The model's needs
+    (tokenizer, image size, mean/std, sample rate) arrive once through ``configure(spec)``.
+
+    Training loaders are torchdata ``StatefulDataLoader`` so Lightning saves and restores
+    their position inside an epoch when a run resumes.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        on_error: OnError = "raise",
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = persistent_workers and self.num_workers > 0
+        self.drop_last = drop_last
+        self.seed = seed
+        self.on_error: OnError = on_error
+        self.spec: dict[str, Any] = {}
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.predict_set: Dataset | None = None
+        self.collate: Callable[[list[Any]], dict[str, Any]] | None = None
+
+    def configure(self, spec: dict[str, Any]) -> None:
+        """Receive what the model dictates about its inputs (called once, before setup)."""
+        self.spec = dict(spec)
+
+    def info(self) -> dict[str, Any]:
+        """What the task needs from the data (e.g. ``labels``); read once by the builder."""
+        return {}
+
+    @property
+    def has_test(self) -> bool:
+        return self.test_set is not None
+
+    # ---- loaders ----------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset | None, train: bool, stateful: bool) -> Any:
+        if dataset is None:
+            return []
+        cls = StatefulDataLoader if stateful else torch.utils.data.DataLoader
+        generator = torch.Generator().manual_seed(self.seed) if train else None
+        return cls(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=self.drop_last and train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=self.collate,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> Any:
+        return self._loader(self.train_set, train=True, stateful=True)
+
+    def val_dataloader(self) -> Any:
+        return self._loader(self.val_set, train=False, stateful=False)
+
+    def test_dataloader(self) -> Any:
+        return self._loader(self.test_set, train=False, stateful=False)
+
+    def predict_dataloader(self) -> Any:
+        return self._loader(self.predict_set, train=False, stateful=False)
+
+    def train_batches_per_epoch(self) -> int:
+        """Batches one rank sees per epoch (DistributedSampler splits the set evenly)."""
+        if self.train_set is None:
+            self.setup("fit")
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = math.ceil(len(self.train_set) / world)
+        rounding = math.floor if self.drop_last else math.ceil
+        return max(1, rounding(per_rank / self.batch_size))

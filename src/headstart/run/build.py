@@ -1,0 +1,109 @@
+"""Turn a composed config into (datamodule, task, trainer); used by train, eval and predict.
+
+The order is the contract between the parts: the model is built first and tells the data
+what it needs (``datamodule.configure(backbone.data_spec())``); the data tells the task
+what it needs (``datamodule.info()``, e.g. the label list); then the task is built around
+the backbone. When a checkpoint is reloaded, both come from the checkpoint's meta instead,
+so no hub and no training data are needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from headstart.run.checks import check_pairing
+from headstart.run.errors import ConfigError
+
+# Keys in task/model configs that describe the config itself, not constructor arguments.
+TASK_META_KEYS = ("name", "monitor", "monitor_mode")
+MODEL_META_KEYS = ("name", "tasks")
+
+
+@dataclass
+class Built:
+    datamodule: LightningDataModule
+    task: Any
+    trainer: Trainer
+
+
+def without(node: DictConfig, keys: tuple[str, ...]) -> DictConfig:
+    """A copy of ``node`` without ``keys`` (interpolations into the root still resolve)."""
+    copy = OmegaConf.masked_copy(node, [k for k in node.keys() if k not in keys])
+    copy._set_parent(node._get_parent())
+    return copy
+
+
+def run_name(cfg: DictConfig) -> str:
+    """task-model plus the overrides that make this run differ (readable in W&B)."""
+    if cfg.get("run_name"):
+        return str(cfg.run_name)
+    name = f"{cfg.task.name}-{cfg.model.name}"
+    if HydraConfig.initialized():
+        overrides = HydraConfig.get().job.override_dirname
+        if overrides:
+            name += f"-{overrides}"
+    return name[:128]
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node]
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        if node is None or "_target_" not in node:
+            continue
+        if node._target_.endswith("WandbLogger") and not node.get("name"):
+            loggers.append(instantiate(node, name=run_name(cfg)))
+        else:
+            loggers.append(instantiate(node))
+    return loggers
+
+
+def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: bool = True) -> Built:
+    """Instantiate everything. ``meta``: a checkpoint's headstart meta (eval/predict)."""
+    check_pairing(cfg)
+    model_cfg = without(cfg.model, MODEL_META_KEYS)
+    if meta is not None:
+        model_cfg = OmegaConf.merge(model_cfg, meta["model_rebuild"])
+    backbone = instantiate(model_cfg, _convert_="all")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.configure(backbone.data_spec())
+    info = dict(meta["data_info"]) if meta is not None else datamodule.info()
+    try:
+        task = instantiate(without(cfg.task, TASK_META_KEYS), backbone=backbone, **info, _convert_="all")
+    except TypeError as err:
+        raise ConfigError(f"task={cfg.task.name}: {err}") from err
+    task.meta = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "data_info": info,
+        "model_rebuild": backbone.rebuild_kwargs(),
+    }
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=build_callbacks(cfg),
+        logger=build_loggers(cfg) if for_training or cfg.get("logger") else False,
+        _convert_="all",
+    )
+    return Built(datamodule, task, trainer)
+
+
+def apply_overrides(base: DictConfig, overrides: list[str], prefixes: tuple[str, ...]) -> DictConfig:
+    """Apply command-line ``key=value`` overrides whose key starts with one of ``prefixes``."""
+    picked = [o.lstrip("+~") for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".")[0] in prefixes]
+    group_choices = [o for o in picked if "." not in o.split("=", 1)[0]]
+    if group_choices:
+        raise ConfigError(
+            f"{', '.join(group_choices)}: a checkpoint fixes task, model and data; override their keys instead "
+            "(e.g. data.path=..., data.batch_size=...)"
+        )
+    with open_dict(base):
+        return OmegaConf.merge(base, OmegaConf.from_dotlist(picked))

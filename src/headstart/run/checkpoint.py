@@ -1,0 +1,39 @@
+"""Rebuild a training run from its checkpoint alone (eval.py, predict.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from headstart.run.build import Built, apply_overrides, build
+from headstart.run.errors import ConfigError
+
+OVERRIDABLE = ("data", "task", "model")
+
+
+def load_checkpoint(path: str) -> dict[str, Any]:
+    """Load with ``weights_only=True``; a checkpoint without headstart meta is a clear error."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if "headstart" not in checkpoint or not checkpoint["headstart"]:
+        raise ConfigError(f"{path}: not a headstart checkpoint (no 'headstart' meta in it)")
+    return checkpoint
+
+
+def rebuild(cfg: DictConfig, checkpoint: dict[str, Any]) -> Built:
+    """The training config from the checkpoint, with this command's trainer, paths and loggers,
+    and its ``data.* / task.* / model.*`` overrides; weights loaded from the checkpoint."""
+    meta = checkpoint["headstart"]
+    run_cfg = OmegaConf.create(meta["config"])
+    for key in ("trainer", "paths", "logger", "callbacks", "seed"):
+        run_cfg[key] = cfg.get(key)
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    run_cfg = apply_overrides(run_cfg, overrides, OVERRIDABLE)
+    built = build(run_cfg, meta=meta, for_training=False)
+    built.task.load_state_dict(checkpoint["state_dict"])
+    return built

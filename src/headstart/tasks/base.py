@@ -1,0 +1,105 @@
+"""The thin base every task shares: optimizer wiring, schedule length, logging, checkpoint meta.
+
+Task-specific work (forward, steps, metrics, post-processing, media) lives in each task.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from headstart.tasks.optim import make_optimizer, param_groups
+
+
+class Task(LightningModule):
+    """Base LightningModule: a backbone plus task parts, trained with injected optimizer/schedule.
+
+    optimizer: partial of a torch optimizer (lr, weight_decay, betas...); receives param groups.
+    scheduler: partial taking (optimizer, total_steps) -> LR scheduler, or None.
+    backbone_lr: learning rate of the backbone (None: the optimizer's lr for everything).
+    lr_interval: step the schedule every optimizer step or every epoch.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        backbone_lr: float | None = None,
+        lr_interval: Literal["step", "epoch"] = "step",
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.backbone_lr = backbone_lr
+        self.lr_interval = lr_interval
+        # Filled by headstart.run.build: resolved config, data info, backbone config.
+        # Saved into every checkpoint so eval/predict rebuild the run without the hub.
+        self.meta: dict[str, Any] = {}
+
+    # ---- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        keywords = self.optimizer_factory.keywords if isinstance(self.optimizer_factory, partial) else {}
+        lr = float(keywords.get("lr", 1e-3))
+        weight_decay = float(keywords.get("weight_decay", 0.0))
+        groups = param_groups(
+            {"backbone": (self.backbone, self.backbone_lr or lr), "head": (self, lr)}, weight_decay
+        )
+        optimizer = make_optimizer(self.optimizer_factory, groups, self.device)
+        if self.scheduler_factory is None:
+            return optimizer
+        total = self.total_training_steps() if self.lr_interval == "step" else max(1, self.trainer.max_epochs)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_interval}}
+
+    def total_training_steps(self) -> int:
+        """Optimizer steps of the whole fit, from the datamodule's size.
+
+        Not ``trainer.estimated_stepping_batches``: calling it here stops Lightning from
+        restoring the train loader's state on resume (Lightning #20550).
+        """
+        trainer = self.trainer
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            return int(trainer.max_steps)
+        per_epoch = int(trainer.datamodule.train_batches_per_epoch())
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int):
+            per_epoch = min(per_epoch, limit)
+        elif limit is not None:
+            per_epoch = int(per_epoch * float(limit))
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        return max(1, math.ceil(per_epoch / trainer.accumulate_grad_batches) * epochs)
+
+    # ---- logging --------------------------------------------------------------------------
+    def log_terms(self, stage: str, terms: dict[str, torch.Tensor], batch_size: int) -> None:
+        """Log every loss term as ``<stage>/<name>``: per step in training, per epoch otherwise."""
+        on_step = stage == "train"
+        self.log_dict(
+            {f"{stage}/{name}": value.detach() for name, value in terms.items() if value.numel() == 1},
+            on_step=on_step,
+            on_epoch=not on_step,
+            batch_size=batch_size,
+            sync_dist=not on_step,
+        )
+
+    def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
+        """W&B media for a few validation samples (name -> list of wandb objects). None by default."""
+        return {}
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> None:
+        """Write pictures of predict.py's records (``predict.visualize=true``)."""
+        raise NotImplementedError(f"{type(self).__name__} draws no prediction pictures")
+
+    # ---- checkpoint meta ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["headstart"] = self.meta
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.meta = checkpoint.get("headstart", self.meta)

@@ -1,0 +1,110 @@
+"""Image classification: backbone -> pooled vector -> linear head -> cross-entropy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from PIL import Image
+from torch import nn
+from torchmetrics import Metric, MetricCollection
+
+from headstart.tasks.base import Task
+from headstart.viz.images import denormalize, labelled_image
+
+
+class ImageClassificationTask(Task):
+    """Batches carry ``pixel_values`` [B, 3, H, W] and ``labels`` [B] (class ids).
+
+    head: partial taking (in_features, num_classes); sized from the backbone and label list.
+    metrics: name -> partial taking ``num_classes``; a metric whose ``top_k`` exceeds the
+    class count is left out (``acc_top5`` on fewer than 5 classes).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: Callable[..., nn.Module],
+        loss: nn.Module,
+        metrics: dict[str, Callable[..., Metric]],
+        labels: list[str],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        backbone_lr: float | None = None,
+        lr_interval: Literal["step", "epoch"] = "step",
+        predict_top_k: int = 5,
+    ) -> None:
+        super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
+        self.labels = list(labels)
+        num_classes = len(self.labels)
+        if num_classes < 2:
+            raise ValueError(f"image classification needs at least 2 classes, the data has {self.labels}")
+        self.head = head(in_features=backbone.hidden_size, num_classes=num_classes)
+        self.loss_fn = loss
+        kept = {
+            name: factory(num_classes=num_classes)
+            for name, factory in metrics.items()
+            if getattr(factory, "keywords", {}).get("top_k", 1) <= num_classes
+        }
+        self.val_metrics = MetricCollection(kept, prefix="val/")
+        self.test_metrics = self.val_metrics.clone(prefix="test/")
+        self.predict_top_k = min(predict_top_k, num_classes)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values [B, 3, H, W] -> logits [B, C]."""
+        return self.head(self.backbone(pixel_values).pooled)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        terms = self.loss_fn(self(batch["pixel_values"]), batch["labels"])
+        self.log_terms("train", terms, batch_size=batch["labels"].shape[0])
+        return terms["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "test", self.test_metrics)
+
+    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> dict[str, torch.Tensor]:
+        logits = self(batch["pixel_values"])
+        terms = self.loss_fn(logits, batch["labels"])
+        self.log_terms(stage, terms, batch_size=batch["labels"].shape[0])
+        metrics.update(logits, batch["labels"])
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return {"logits": logits.detach()}
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per input: its path and the top-k labels with probabilities."""
+        probs = self(batch["pixel_values"]).float().softmax(-1)
+        scores, indices = probs.topk(self.predict_top_k, dim=-1)
+        return [
+            {
+                "input": path,
+                "labels": [self.labels[i] for i in idx.tolist()],
+                "scores": [round(s, 6) for s in score.tolist()],
+            }
+            for path, score, idx in zip(batch["paths"], scores.cpu(), indices.cpu())
+        ]
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> None:
+        """One PNG per input with its top label and score written under it."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for i, record in enumerate(records):
+            caption = f"{record['labels'][0]} ({record['scores'][0]:.2f})"
+            with Image.open(record["input"]) as image:
+                picture = labelled_image(image.convert("RGB"), caption)
+            picture.save(out_dir / f"{i:05d}_{Path(record['input']).stem}.png")
+
+    def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
+        import wandb
+
+        spec = self.backbone.data_spec()
+        images = denormalize(batch["pixel_values"][:max_items], spec["image_mean"], spec["image_std"])
+        preds = outputs["logits"][:max_items].argmax(-1).tolist()
+        targets = batch["labels"][:max_items].tolist()
+        panels = []
+        for image, pred, target in zip(images, preds, targets):
+            caption = f"pred: {self.labels[pred]} / true: {self.labels[target]}"
+            panels.append(wandb.Image(labelled_image(image, caption), caption=caption))
+        return {"val/examples": panels}

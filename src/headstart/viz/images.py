@@ -1,0 +1,31 @@
+"""Turn normalised tensors back into pictures and write text on them."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+def denormalize(pixel_values: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> list[np.ndarray]:
+    """pixel_values [B, 3, H, W] normalised -> list of uint8 arrays [H, W, 3]."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    images = (pixel_values.detach().float().cpu() * std_t + mean_t).clamp(0, 1)
+    return [(img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for img in images]
+
+
+def labelled_image(image: np.ndarray | Image.Image, text: str, min_width: int = 160) -> Image.Image:
+    """The image (upscaled to at least ``min_width``) with ``text`` on a band under it."""
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    pil = pil.convert("RGB")
+    if pil.width < min_width:
+        scale = min_width / pil.width
+        pil = pil.resize((min_width, max(1, round(pil.height * scale))), Image.NEAREST)
+    band = 14 * (1 + text.count("\n"))
+    canvas = Image.new("RGB", (pil.width, pil.height + band + 4), (255, 255, 255))
+    canvas.paste(pil, (0, 0))
+    ImageDraw.Draw(canvas).text((3, pil.height + 2), text, fill=(0, 0, 0))
+    return canvas

@@ -1,0 +1,4 @@
+"""Shim: ``python train.py ...`` runs headstart.train (see README)."""
+from headstart.train import main
+
+main()
