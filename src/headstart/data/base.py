@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from headstart.data.errors import OnError
@@ -57,9 +57,14 @@ class DataModule(LightningDataModule):
         self.predict_set: Dataset | None = None
         self.collate: Callable[[list[Any]], dict[str, Any]] | None = None
 
-    def configure(self, spec: dict[str, Any]) -> None:
-        """Receive what the model dictates about its inputs (called once, before setup)."""
+    def configure(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Receive what the model dictates about its inputs (called once, before setup).
+
+        Returns what the model needs back from the data, passed to ``backbone.attach(**answer)``
+        (e.g. ``{"tokenizer": ...}`` trained on this data for a random-init preset); usually {}.
+        """
         self.spec = dict(spec)
+        return {}
 
     def info(self) -> dict[str, Any]:
         """What the task needs from the data (e.g. ``labels``); read once by the builder."""
@@ -70,21 +75,48 @@ class DataModule(LightningDataModule):
         return self.test_set is not None
 
     # ---- loaders ----------------------------------------------------------------------------
+    @property
+    def world(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) outside one."""
+        if self.trainer is None:
+            return 1, 0
+        return self.trainer.world_size, self.trainer.global_rank
+
+    def batch_sampler(self, dataset: Dataset, train: bool) -> Sampler | None:
+        """A batch sampler (e.g. length-grouped) for ``dataset``, or None for plain batching.
+
+        It must be DDP-aware itself (use ``self.world``): the datamodule, not Lightning,
+        splits data across ranks (the trainer presets set ``use_distributed_sampler: false``).
+        """
+        return None
+
     def _loader(self, dataset: Dataset | None, train: bool, stateful: bool) -> Any:
         if dataset is None:
             return []
         cls = StatefulDataLoader if stateful else torch.utils.data.DataLoader
-        generator = torch.Generator().manual_seed(self.seed) if train else None
-        return cls(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=self.drop_last and train,
+        common = dict(
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=self.collate,
-            generator=generator,
+        )
+        batches = self.batch_sampler(dataset, train)
+        if batches is not None:
+            return cls(dataset, batch_sampler=batches, **common)
+        world, rank = self.world
+        sampler = None
+        if world > 1:
+            sampler = DistributedSampler(
+                dataset, num_replicas=world, rank=rank, shuffle=train, seed=self.seed, drop_last=self.drop_last and train
+            )
+        return cls(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            drop_last=self.drop_last and train,
+            generator=torch.Generator().manual_seed(self.seed) if train and sampler is None else None,
+            **common,
         )
 
     def train_dataloader(self) -> Any:
@@ -103,7 +135,10 @@ class DataModule(LightningDataModule):
         """Batches one rank sees per epoch (DistributedSampler splits the set evenly)."""
         if self.train_set is None:
             self.setup("fit")
-        world = self.trainer.world_size if self.trainer is not None else 1
+        batches = self.batch_sampler(self.train_set, train=True)
+        if batches is not None:
+            return len(batches)
+        world, _ = self.world
         per_rank = math.ceil(len(self.train_set) / world)
         rounding = math.floor if self.drop_last else math.ceil
         return max(1, rounding(per_rank / self.batch_size))

@@ -76,7 +76,11 @@ def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: boo
         model_cfg = OmegaConf.merge(model_cfg, meta["model_rebuild"])
     backbone = instantiate(model_cfg, _convert_="all")
     datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.configure(backbone.data_spec())
+    # One explicit exchange: the model states its input needs; the data may answer with what
+    # the model needs back (e.g. a tokenizer trained on the task's text for a tiny preset).
+    answer = datamodule.configure(backbone.data_spec())
+    if answer:
+        backbone.attach(**answer)
     info = dict(meta["data_info"]) if meta is not None else datamodule.info()
     try:
         task = instantiate(without(cfg.task, TASK_META_KEYS), backbone=backbone, **info, _convert_="all")

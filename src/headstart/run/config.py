@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from headstart.run.wandb_mode import wandb_offline
@@ -14,7 +13,5 @@ def register_resolvers() -> None:
 
 
 def output_dir(cfg: DictConfig) -> str:
-    """The run directory: Hydra's output dir for this job (a multirun job's own folder)."""
-    if HydraConfig.initialized():
-        return HydraConfig.get().runtime.output_dir
+    """The run directory (``paths.output_dir``: Hydra's output dir of this job; a multirun job's own folder)."""
     return str(cfg.paths.output_dir)

@@ -1,0 +1,51 @@
+"""``python predict.py ckpt_path=... inputs=<file|folder|glob>``: predictions.jsonl (+ pictures)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning
+from omegaconf import DictConfig
+
+from headstart.run.checkpoint import load_checkpoint, rebuild
+from headstart.run.checks import CONF_DIR
+from headstart.run.config import output_dir, register_resolvers
+from headstart.run.errors import one_line_errors
+
+
+def predict(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Run the checkpoint on ``inputs``; one JSON record per input, in input order."""
+    lightning.seed_everything(cfg.seed, workers=True)
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    built = rebuild(cfg, checkpoint)
+    built.datamodule.set_predict_inputs(cfg.inputs)
+    batches = built.trainer.predict(built.task, datamodule=built.datamodule)
+    records = [record for batch in batches or [] for record in batch]
+    out_dir = Path(cfg.predict.output_dir or output_dir(cfg))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "predictions.jsonl"
+    with path.open("w") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    if cfg.predict.visualize:
+        built.task.visualize(records, out_dir / "visualizations")
+    print(f"predictions: {path} ({len(records)} inputs)")
+    return records
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
+@one_line_errors
+def _main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+def main() -> None:
+    register_resolvers()
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""``python train.py task=... model=... data=...``: fit, test the best checkpoint, write metrics.json.
+
+Reads top to bottom: seed, show the config, build, fit, test, write results.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from headstart.callbacks.data_skips import DataSkipReport
+from headstart.callbacks.throughput import Throughput, peak_memory_mb
+from headstart.run.build import build
+from headstart.run.checks import CONF_DIR
+from headstart.run.config import output_dir, register_resolvers
+from headstart.run.console import print_config_tree
+from headstart.run.errors import one_line_errors
+from headstart.run.results import scalar_metrics, write_metrics
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (resuming from ``ckpt_path`` when set), test the best checkpoint, write metrics.json."""
+    lightning.seed_everything(cfg.seed, workers=True)
+    print_config_tree(cfg)
+    built = build(cfg)
+    trainer, task, datamodule = built.trainer, built.task, built.datamodule
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    fit_seconds = time.perf_counter() - start
+    if not scalar_metrics(trainer.callback_metrics, ("val/",)):
+        # Stopped (max_steps) before any validation: measure the final weights once.
+        trainer.validate(task, datamodule=datamodule)
+    results: dict[str, Any] = scalar_metrics(trainer.callback_metrics)
+
+    best = best_checkpoint(trainer)
+    if cfg.get("test", True) and datamodule.has_test:
+        tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        for metrics in tested:
+            results.update(scalar_metrics(metrics))
+
+    throughput = find_callback(trainer, Throughput)
+    skips = find_callback(trainer, DataSkipReport)
+    results.update(
+        best_checkpoint=best,
+        fit_seconds=round(fit_seconds, 3),
+        train_samples_per_second=round(throughput.samples_per_second, 3) if throughput else None,
+        peak_memory_mb=round(peak_memory_mb(task.device), 1),
+        global_step=trainer.global_step,
+        data_skipped=skips.total if skips else 0,
+    )
+    if trainer.is_global_zero:
+        path = write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
+        print(f"metrics: {path}")
+    finish_wandb()
+    return results
+
+
+def best_checkpoint(trainer: Trainer) -> str:
+    """Path of the best checkpoint by the task's monitor (the last one when nothing was monitored)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor and callback.best_model_path:
+            return str(callback.best_model_path)
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.last_model_path:
+            return str(callback.last_model_path)
+    return ""
+
+
+def find_callback(trainer: Trainer, kind: type) -> Any:
+    return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
+
+
+def finish_wandb() -> None:
+    """Close this job's W&B run so the next job of a multirun starts its own."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@one_line_errors
+def _main(cfg: DictConfig) -> float | None:
+    results = train(cfg)
+    metric = cfg.get("optimized_metric")
+    return results.get(metric) if metric else None
+
+
+def main() -> None:
+    register_resolvers()
+    _main()
+
+
+if __name__ == "__main__":
+    main()

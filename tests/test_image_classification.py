@@ -1,0 +1,119 @@
+"""Image classification end to end: train, resume, eval, predict, bad input, precision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_cfg
+from headstart.data.errors import DataError
+from headstart.eval import evaluate
+from headstart.predict import predict
+from headstart.run.errors import ConfigError
+from headstart.train import train
+
+SHORT = [
+    "model.preset=tiny",
+    "trainer.max_steps=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.log_every_n_steps=1",
+    "data.batch_size=8",
+    "data.synthetic_sizes={train: 24, val: 16, test: 16}",
+]
+
+
+@pytest.mark.parametrize("model", ["vit", "convnext"])
+def test_each_model_trains_and_writes_metrics(tmp_path: Path, model: str) -> None:
+    cfg = make_cfg(tmp_path, f"model={model}", *SHORT)
+    results = train(cfg)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("val/acc", "val/acc_top5", "val/f1_macro", "test/acc", "test/acc_top5", "test/f1_macro",
+                "best_checkpoint", "fit_seconds", "train_samples_per_second", "peak_memory_mb"):
+        assert key in written, key
+    assert written["val/acc"] == pytest.approx(results["val/acc"])
+    assert Path(written["best_checkpoint"]).is_file()
+    assert written["train_samples_per_second"] > 0 and written["global_step"] == 3
+
+
+def test_resume_from_last_checkpoint_continues_step_and_optimizer(tmp_path: Path) -> None:
+    first = make_cfg(tmp_path / "a", *SHORT, "trainer.max_steps=4", "callbacks.last_checkpoint.every_n_train_steps=2",
+                     "test=false")
+    train(first)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 4
+    exp_avg = next(iter(saved["optimizer_states"][0]["state"].values()))["exp_avg"]
+
+    resumed = make_cfg(tmp_path / "b", *SHORT, "trainer.max_steps=6", f"ckpt_path={last}", "test=false")
+    results = train(resumed)
+    assert results["global_step"] == 6
+    # The resumed optimizer started from the saved moments, not from zero.
+    again = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert again["optimizer_states"][0]["state"][0]["step"].item() == 6
+    assert not torch.equal(again["optimizer_states"][0]["state"][0]["exp_avg"], torch.zeros_like(exp_avg))
+    assert "RNGState" in "".join(again["callbacks"].keys())
+
+
+def test_eval_and_predict_from_checkpoint(tmp_path: Path, shapes_folder: Path) -> None:
+    cfg = make_cfg(tmp_path / "run", *SHORT, "data.source=folder", f"data.path={shapes_folder}")
+    results = train(cfg)
+    ckpt = results["best_checkpoint"]
+
+    eval_cfg = make_cfg(tmp_path / "eval", f"ckpt_path={ckpt}", "split=test", config_name="eval")
+    metrics = evaluate(eval_cfg)
+    assert metrics["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == pytest.approx(metrics["test/acc"])
+
+    image = next((shapes_folder / "test").rglob("*.png"))
+    pred_cfg = make_cfg(tmp_path / "pred", f"ckpt_path={ckpt}", f"inputs={image}", "predict.visualize=true",
+                        config_name="predict")
+    predict(pred_cfg)
+    lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    assert len(lines) == 1 and record["input"] == str(image)
+    assert len(record["labels"]) == 3 and set(record["labels"]) == {"circle", "square", "triangle"}
+    assert abs(sum(record["scores"]) - 1.0) < 1e-4
+    assert len(list((tmp_path / "pred" / "visualizations").glob("*.png"))) == 1
+
+
+def test_bf16_mixed_precision_runs(tmp_path: Path) -> None:
+    results = train(make_cfg(tmp_path, *SHORT, "trainer.precision=bf16-mixed", "test=false"))
+    assert results["global_step"] == 3 and results["val/loss"] == results["val/loss"]
+
+
+def test_wrong_model_for_task_fails_before_work(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, "model=vit", "model.tasks=[speech_recognition]", *SHORT)
+    with pytest.raises(ConfigError, match=r"model=vit does not serve task=image_classification; models for image_classification: convnext"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_data_folder_is_one_clear_error(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, *SHORT, "data.source=folder", f"data.path={tmp_path / 'nowhere'}")
+    with pytest.raises(DataError, match="nowhere: data folder not found"):
+        train(cfg)
+
+
+def test_corrupt_image_names_the_file_or_is_skipped(tmp_path: Path, shapes_folder: Path) -> None:
+    bad = shapes_folder / "train" / "circle" / "zz_corrupt.png"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    overrides = [*SHORT, "data.source=folder", f"data.path={shapes_folder}", "trainer.max_steps=6", "test=false"]
+    with pytest.raises(DataError, match="zz_corrupt.png"):
+        train(make_cfg(tmp_path / "raise", *overrides))
+    results = train(make_cfg(tmp_path / "skip", *overrides, "data.on_error=skip"))
+    assert results["data_skipped"] == 1
+
+
+def test_wandb_offline_run_logs_media(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, *SHORT, "logger=default", "test=false")
+    train(cfg)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    media = list(runs[0].rglob("media/images/**/*.png"))
+    assert media, "validation images were not logged"
