@@ -1,0 +1,157 @@
+"""Text encoders from transformers (BERT, DistilBERT, RoBERTa, DeBERTa, MiniLM: any ``AutoModel`` encoder).
+
+The tokenizer always comes from the same place as the weights:
+
+* ``checkpoint`` (hub id or local dir): model and ``AutoTokenizer`` both load from it.
+* ``preset`` (a named small config, random init, offline): there are no weights and no
+  vocabulary yet, so the caller hands over a tokenizer (typically trained on the fly by the
+  data side) through ``attach_tokenizer``; the model is built then, with
+  ``vocab_size = len(tokenizer)``. ``save_pretrained`` writes config, weights and tokenizer
+  together, so the directory is a valid ``checkpoint`` afterwards.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+
+from headstart.backbones.base import EncoderOutput, load_or_explain
+
+
+def _plain(value: Any) -> Any:
+    """Hydra hands over DictConfig/ListConfig; transformers configs want plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
+
+
+class HFTextEncoder(nn.Module):
+    """A transformers text encoder as a headstart backbone.
+
+    forward(input_ids [B, L], attention_mask [B, L], token_type_ids [B, L] | None)
+    -> EncoderOutput(hidden_states [B, L, D], attention_mask [B, L], pooled [B, D] = hidden_states[:, 0]).
+
+    checkpoint: hub id or local directory holding weights and tokenizer (ignored when ``preset`` is set).
+    preset: name of an entry of ``presets`` to build a random-init model offline.
+    presets: name -> dict with ``model_type`` and config kwargs (``vocab_size`` comes from the tokenizer).
+    pretrained: load the checkpoint's weights; False builds its architecture with random init.
+    config: config keys to override (e.g. ``hidden_dropout_prob``).
+    gradient_checkpointing: recompute activations in backward to save memory.
+    freeze: no gradients into the encoder (only the head trains).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str = "bert-base-uncased",
+        preset: str | None = None,
+        presets: dict[str, dict[str, Any]] | None = None,
+        pretrained: bool = True,
+        config: dict[str, Any] | None = None,
+        gradient_checkpointing: bool = False,
+        freeze: bool = False,
+    ) -> None:
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.preset = preset
+        self.gradient_checkpointing = gradient_checkpointing
+        self.freeze = freeze
+        self.tokenizer: Any = None
+        self.model: PreTrainedModel | None = None
+        overrides = _plain(config or {})
+        if preset is not None:
+            presets = _plain(presets or {})
+            if preset not in presets:
+                raise ValueError(f"model.preset={preset} is not defined; choose one of {sorted(presets)}")
+            # Built now so hidden_size is known before the tokenizer arrives; the model waits for it.
+            self.model_config: PretrainedConfig = AutoConfig.for_model(**{**presets[preset], **overrides})
+        else:
+            self._load_checkpoint(checkpoint, pretrained, overrides)
+        self.hidden_size = int(self.model_config.hidden_size)
+
+    def _load_checkpoint(self, checkpoint: str, pretrained: bool, overrides: dict[str, Any]) -> None:
+        self.tokenizer = load_or_explain(lambda: AutoTokenizer.from_pretrained(checkpoint), checkpoint)
+        self.model_config = load_or_explain(lambda: AutoConfig.from_pretrained(checkpoint), checkpoint)
+        for key, value in overrides.items():
+            setattr(self.model_config, key, value)
+        if pretrained:
+            model = load_or_explain(
+                lambda: AutoModel.from_pretrained(checkpoint, config=self.model_config), checkpoint
+            )
+        else:
+            model = AutoModel.from_config(self.model_config)
+        self._set_model(model)
+
+    def attach_tokenizer(self, tokenizer: Any) -> None:
+        """Give a preset model its vocabulary and build it (random init, ``vocab_size = len(tokenizer)``).
+
+        With a checkpoint the tokenizer is already the checkpoint's own; attaching another one is
+        refused unless it has the same vocabulary size (the embeddings would not match it).
+        """
+        if self.preset is None:
+            if len(tokenizer) != len(self.tokenizer):
+                raise ValueError(
+                    f"tokenizer has {len(tokenizer)} tokens but checkpoint '{self.checkpoint}' was "
+                    f"trained with {len(self.tokenizer)}; use the checkpoint's own tokenizer"
+                )
+            self.tokenizer = tokenizer
+            return
+        self.tokenizer = tokenizer
+        self.model_config.vocab_size = len(tokenizer)
+        if tokenizer.pad_token_id is not None:
+            self.model_config.pad_token_id = tokenizer.pad_token_id
+        self._set_model(AutoModel.from_config(self.model_config))
+
+    def _set_model(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.model_config = model.config
+        params = inspect.signature(model.forward).parameters
+        # DistilBERT has no segment embeddings; RoBERTa has one (type_vocab_size=1), so ids of 1 would
+        # index out of range: both get the model's default (all zeros) instead.
+        self._takes_token_types = "token_type_ids" in params and getattr(model.config, "type_vocab_size", 2) > 1
+        if self.gradient_checkpointing:
+            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable()
+        if self.freeze:
+            model.requires_grad_(False)
+
+    def data_spec(self) -> dict[str, Any]:
+        """What the data pipeline needs from this model: the tokenizer and the longest sequence."""
+        return {"tokenizer": self.tokenizer, "max_length": getattr(self.model_config, "max_position_embeddings", None)}
+
+    def hf_config(self) -> dict[str, Any]:
+        """The full model config, enough to rebuild the architecture without the hub."""
+        return self.model_config.to_dict()
+
+    def save_pretrained(self, directory: str) -> None:
+        """Write config, weights and tokenizer into ``directory`` (loadable as ``checkpoint``)."""
+        self._require_model()
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+    def _require_model(self) -> PreTrainedModel:
+        if self.model is None:
+            raise RuntimeError(
+                f"model.preset={self.preset} has no vocabulary yet: call attach_tokenizer(tokenizer) first"
+            )
+        return self.model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """input_ids, attention_mask, token_type_ids: [B, L] -> EncoderOutput (see class docstring)."""
+        model = self._require_model()
+        kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None and self._takes_token_types:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = model(**kwargs).last_hidden_state
+        return EncoderOutput(hidden_states=hidden, attention_mask=attention_mask, pooled=hidden[:, 0])

@@ -1,0 +1,277 @@
+"""wav2vec 2.0 (and HuBERT / WavLM) speech encoder on torchaudio's ``Wav2Vec2Model``.
+
+Weights come from, in order of precedence:
+
+- ``preset``: a named architecture from ``presets`` (random init, offline; ``tiny`` builds in
+  well under a second for tests and synthetic experiments);
+- ``checkpoint`` naming a torchaudio bundle (``WAV2VEC2_BASE``, ``HUBERT_LARGE``, ...):
+  ``torchaudio.pipelines.<NAME>.get_model()``;
+- ``checkpoint`` as a Hugging Face hub id or local directory: loaded with transformers and
+  converted by ``torchaudio.models.wav2vec2.utils.import_huggingface_model``.
+
+A fine-tuned CTC checkpoint also brings its CTC head (``pretrained_ctc_head``) and
+vocabulary (``pretrained_vocab``, {token: id}) so a speech-recognition task can start from
+them when its vocabulary matches. The head is deliberately *not* a registered submodule:
+weights no task uses would sit in the optimizer and trip DDP's unused-parameter check;
+a task that wants it copies its state into its own head.
+
+Padding: the ``layer_norm`` feature extractor (wav2vec2-large-lv60 style, used by the
+``tiny`` preset) normalises each frame on its own, so a clip gives the same valid-frame
+states alone or padded in a batch. The ``group_norm`` extractor of wav2vec2-base
+normalises each channel over *all* frames, padding included, so padded batches shift its
+outputs slightly; those checkpoints were trained on unpadded single clips and still work,
+but batch them by length (``LengthGroupedBatchSampler``) to keep padding small.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchaudio.models import Wav2Vec2Model, wav2vec2_model
+
+from headstart.backbones.base import EncoderOutput, load_or_explain
+
+# Same 7-layer conv stack shape (so frame stride 320 and receptive field 400 samples, as
+# the real models) with small channels and a 2-layer, 64-dim transformer.
+TINY: dict[str, Any] = {
+    "extractor_mode": "layer_norm",
+    "extractor_conv_layer_config": [(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2,
+    "extractor_conv_bias": True,
+    "encoder_embed_dim": 64,
+    "encoder_projection_dropout": 0.0,
+    "encoder_pos_conv_kernel": 16,
+    "encoder_pos_conv_groups": 4,
+    "encoder_num_layers": 2,
+    "encoder_num_heads": 2,
+    "encoder_attention_dropout": 0.0,
+    "encoder_ff_interm_features": 128,
+    "encoder_ff_interm_dropout": 0.0,
+    "encoder_dropout": 0.0,
+    "encoder_layer_norm_first": True,
+    "encoder_layer_drop": 0.0,
+    "aux_num_out": None,
+}
+DEFAULT_PRESETS: dict[str, dict[str, Any]] = {"tiny": TINY}
+BUNDLE_PREFIXES = ("WAV2VEC2_", "HUBERT_", "WAVLM_")
+
+
+class Wav2Vec2Backbone(nn.Module):
+    """Raw 16 kHz waveform -> frame states every 20 ms.
+
+    Args:
+        checkpoint: HF hub id, local HF directory, or torchaudio bundle name.
+        preset: name in ``presets``; when set, ``checkpoint`` is ignored (random init).
+        presets: extra/overriding presets, name -> ``torchaudio.models.wav2vec2_model`` kwargs.
+        freeze_feature_encoder: keep the conv feature encoder fixed (standard for fine-tuning).
+        layer_drop: probability of skipping each transformer layer in training. With DDP
+            and ``layer_drop > 0`` use ``find_unused_parameters=True``.
+        mask_time_prob, mask_time_length: SpecAugment in time: about this fraction of valid
+            frames, in spans of this many frames, is replaced by a learned embedding.
+        mask_feature_prob, mask_feature_length: spans of feature channels set to zero.
+        pretrained: load weights; False builds the checkpoint's architecture randomly.
+    """
+
+    sample_rate: int = 16000
+
+    def __init__(
+        self,
+        checkpoint: str = "facebook/wav2vec2-base",
+        preset: str | None = None,
+        presets: dict[str, dict[str, Any]] | None = None,
+        freeze_feature_encoder: bool = True,
+        layer_drop: float = 0.0,
+        mask_time_prob: float = 0.05,
+        mask_time_length: int = 10,
+        mask_feature_prob: float = 0.0,
+        mask_feature_length: int = 10,
+        pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        masked_embed: torch.Tensor | None = None
+        vocab: dict[str, int] | None = None
+        if preset is not None:
+            model = _build_preset(preset, {**DEFAULT_PRESETS, **(presets or {})})
+        elif checkpoint.startswith(BUNDLE_PREFIXES):
+            model, vocab = _load_bundle(checkpoint, pretrained)
+        else:
+            model, masked_embed, vocab = _load_hf(checkpoint, pretrained)
+        ctc_head, model.aux = model.aux, None
+        self.model = model
+        self.__dict__["_pretrained_ctc_head"] = ctc_head  # unregistered on purpose, see module doc
+        self.pretrained_vocab = vocab
+        self.model.encoder.transformer.layer_drop = layer_drop
+        self.hidden_size: int = model.encoder.feature_projection.projection.out_features
+        self.frame_stride: int = 1
+        for conv in model.feature_extractor.conv_layers:
+            self.frame_stride *= conv.stride
+        self.mask_time_prob, self.mask_time_length = mask_time_prob, mask_time_length
+        self.mask_feature_prob, self.mask_feature_length = mask_feature_prob, mask_feature_length
+        # Only created when used: a parameter that never gets a gradient breaks plain DDP.
+        self.masked_spec_embed: nn.Parameter | None = None
+        if mask_time_prob > 0:
+            init = masked_embed if masked_embed is not None else torch.rand(self.hidden_size)
+            self.masked_spec_embed = nn.Parameter(init.detach().clone())
+        self.freeze_feature_encoder = freeze_feature_encoder
+        self.freeze(False)
+
+    @property
+    def pretrained_ctc_head(self) -> nn.Linear | None:
+        """The checkpoint's CTC projection [D -> V] (fine-tuned CTC checkpoints only)."""
+        return self.__dict__["_pretrained_ctc_head"]
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Freeze the whole backbone (e.g. for the first N steps); False unfreezes it again.
+
+        Unfreezing keeps the conv feature encoder fixed when ``freeze_feature_encoder``.
+        """
+        for param in self.parameters():
+            param.requires_grad_(not frozen)
+        if self.freeze_feature_encoder:
+            for param in self.model.feature_extractor.parameters():
+                param.requires_grad_(False)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """lengths: [B] valid samples -> [B] valid frames (conv arithmetic, no padding)."""
+        for conv in self.model.feature_extractor.conv_layers:
+            lengths = torch.div(lengths - conv.kernel_size, conv.stride, rounding_mode="floor") + 1
+            lengths = lengths.clamp(min=0)
+        return lengths
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+        """waveforms: [B, T] float (normalised, 16 kHz); lengths: [B] long valid samples or None.
+
+        Returns EncoderOutput with hidden_states [B, F, D], attention_mask [B, F] long
+        (1 = valid frame) and extras["lengths"] [B] valid frames (for CTC).
+        """
+        features, frame_lengths = self.model.feature_extractor(waveforms, lengths)
+        batch, frames, _ = features.shape
+        if frame_lengths is None:
+            frame_lengths = torch.full((batch,), frames, dtype=torch.long, device=features.device)
+        valid = torch.arange(frames, device=features.device)[None, :] < frame_lengths[:, None]  # [B, F]
+        x = self.model.encoder.feature_projection(features)
+        x = x * valid[..., None].to(x.dtype)  # zero padded frames so the positional conv ignores them
+        if self.training:
+            x = self._spec_augment(x, frame_lengths)
+        # Additive mask [B, 1, F, F] as torchaudio's Encoder builds it: -1e4 underflows to 0 in softmax.
+        bias = (~valid)[:, None, None, :].to(x.dtype) * -10000.0
+        x = self.model.encoder.transformer(x, attention_mask=bias.expand(batch, 1, frames, frames))
+        return EncoderOutput(hidden_states=x, attention_mask=valid.long(), extras={"lengths": frame_lengths})
+
+    def _spec_augment(self, x: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """x: [B, F, D] -> x with time spans replaced by the learned embedding, channel spans zeroed."""
+        batch, frames, dim = x.shape
+        if self.masked_spec_embed is not None:
+            time_mask = span_mask(frame_lengths, frames, self.mask_time_prob, self.mask_time_length)
+            x = torch.where(time_mask[..., None], self.masked_spec_embed.to(x.dtype), x)
+        if self.mask_feature_prob > 0:
+            dims = torch.full((batch,), dim, dtype=torch.long, device=x.device)
+            feat_mask = span_mask(dims, dim, self.mask_feature_prob, self.mask_feature_length)
+            x = x.masked_fill(feat_mask[:, None, :], 0.0)
+        return x
+
+
+def span_mask(lengths: torch.Tensor, size: int, prob: float, span: int) -> torch.Tensor:
+    """Random spans covering about ``prob`` of each row's first ``lengths[b]`` positions.
+
+    lengths: [B] long; returns [B, size] bool. Each row gets ``floor(prob * L / span + u)``
+    spans (u ~ U[0, 1), as wav2vec2 does) with uniform starts; spans may overlap. Runs on
+    the tensors' device without host syncs (the span count is bounded statically by size).
+    """
+    device = lengths.device
+    max_spans = int(prob * size / span) + 1
+    num = torch.floor(prob * lengths / span + torch.rand(lengths.shape, device=device)).long()  # [B]
+    starts = torch.rand(len(lengths), max_spans, device=device)
+    starts = (starts * (lengths - span + 1).clamp(min=1)[:, None]).long()  # [B, S]
+    used = torch.arange(max_spans, device=device)[None, :] < num[:, None]  # [B, S]
+    pos = (starts[..., None] + torch.arange(span, device=device)).clamp(max=size - 1)  # [B, S, span]
+    hits = torch.zeros(len(lengths), size, device=device)
+    hits.scatter_add_(1, pos.flatten(1), used[..., None].expand_as(pos).flatten(1).float())
+    in_range = torch.arange(size, device=device)[None, :] < lengths[:, None]
+    return (hits > 0) & in_range
+
+
+def _build_preset(name: str, presets: dict[str, dict[str, Any]]) -> Wav2Vec2Model:
+    if name not in presets:
+        raise ValueError(f"unknown wav2vec2 preset {name!r}; choose one of {sorted(presets)}")
+    params = dict(presets[name])  # a Hydra DictConfig becomes plain kwargs
+    layers = params.get("extractor_conv_layer_config")
+    if layers is not None:
+        params["extractor_conv_layer_config"] = [tuple(layer) for layer in layers]
+    params.setdefault("aux_num_out", None)
+    return wav2vec2_model(**params)
+
+
+def _load_bundle(name: str, pretrained: bool) -> tuple[Wav2Vec2Model, dict[str, int] | None]:
+    """torchaudio pipeline bundle -> (model, vocab of ASR bundles with blank renamed <pad>)."""
+    import torchaudio.pipelines as pipelines
+    from torchaudio.pipelines._wav2vec2.utils import _get_model
+
+    bundle = getattr(pipelines, name, None)
+    if bundle is None or not hasattr(bundle, "get_model"):
+        known = [n for n in dir(pipelines) if n.startswith(BUNDLE_PREFIXES)]
+        raise ValueError(f"unknown torchaudio bundle {name!r}; choose one of {known}")
+    if pretrained:
+        model = load_or_explain(lambda: _download_bundle(bundle), name)
+        model = getattr(model, "model", model)  # drop the input layer-norm wrapper: inputs come normalised
+    else:
+        model = _get_model(bundle._model_type, bundle._params)
+    vocab = None
+    if hasattr(bundle, "get_labels"):
+        labels = ["<pad>", *bundle.get_labels()[1:]]  # torchaudio's blank "-" is HF's "<pad>"
+        vocab = {tok: i for i, tok in enumerate(labels)}
+    return model, vocab
+
+
+def _download_bundle(bundle: Any) -> nn.Module:
+    try:
+        return bundle.get_model()
+    except RuntimeError as err:  # torch.hub wraps some network failures in RuntimeError
+        raise OSError(str(err)) from err
+
+
+def _load_hf(checkpoint: str, pretrained: bool) -> tuple[Wav2Vec2Model, torch.Tensor | None, dict[str, int] | None]:
+    """HF checkpoint -> (torchaudio model with aux for CTC checkpoints, masked_spec_embed, vocab)."""
+    import transformers
+    from torchaudio.models.wav2vec2.utils import import_huggingface_model
+
+    config = load_or_explain(lambda: transformers.AutoConfig.from_pretrained(checkpoint), checkpoint)
+    classes = {
+        "wav2vec2": (transformers.Wav2Vec2Model, transformers.Wav2Vec2ForCTC),
+        "wavlm": (transformers.WavLMModel, transformers.WavLMForCTC),
+    }
+    if config.model_type not in classes:
+        raise ValueError(
+            f"checkpoint '{checkpoint}' is a {config.model_type!r} model; the wav2vec2 backbone imports "
+            f"{sorted(classes)} (HuBERT: use a torchaudio bundle such as HUBERT_BASE)"
+        )
+    is_ctc = any(arch.endswith("ForCTC") for arch in config.architectures or [])
+    cls = classes[config.model_type][int(is_ctc)]
+    if pretrained:
+        hf_model = load_or_explain(lambda: cls.from_pretrained(checkpoint), checkpoint)
+    else:
+        hf_model = cls(config)
+    base = hf_model.base_model if is_ctc else hf_model
+    masked_embed = getattr(base, "masked_spec_embed", None)
+    model = import_huggingface_model(hf_model.eval())
+    vocab = _read_hf_vocab(checkpoint) if is_ctc else None
+    return model, (masked_embed.data if masked_embed is not None else None), vocab
+
+
+def _read_hf_vocab(checkpoint: str) -> dict[str, int] | None:
+    """The processor's flat vocab.json from a local dir or the local hub cache, if there."""
+    path: Any = Path(checkpoint) / "vocab.json"
+    if not path.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            path = try_to_load_from_cache(checkpoint, "vocab.json")
+        except ValueError:  # not a valid repo id (e.g. a local path without vocab.json)
+            return None
+        if not isinstance(path, str):
+            return None
+    mapping = json.loads(Path(path).read_text(encoding="utf-8"))
+    return mapping if all(isinstance(v, int) for v in mapping.values()) else None
