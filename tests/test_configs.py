@@ -10,7 +10,11 @@ from lightning.pytorch import Trainer
 
 from conftest import make_cfg
 from headstart.run.build import build
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
 from headstart.run.checks import CONF_DIR, models_serving
+from headstart.run.config import register_resolvers
 
 GROUP = lambda name: sorted(p.stem for p in (CONF_DIR / name).glob("*.yaml"))  # noqa: E731
 EXPERIMENTS = sorted(
@@ -95,3 +99,22 @@ def test_paths_and_hydra_configs_compose(tmp_path: Path) -> None:
         assert name == "default"
     cfg = make_cfg(tmp_path)
     assert cfg.paths.output_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize("search", GROUP("hparams_search"))
+def test_each_hparams_search_composes(tmp_path: Path, search: str) -> None:
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
+    assert cfg.optimized_metric == cfg.task.monitor == "val/acc"
+    assert cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.hydra.sweeper.params and "optuna" in cfg.hydra.sweeper._target_.lower()
+
+
+def test_slurm_launcher_composes(tmp_path: Path) -> None:
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"], return_hydra_config=True)
+    assert "Slurm" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.max_num_timeout > 0

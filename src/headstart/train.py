@@ -15,10 +15,12 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from headstart.callbacks.checkpoint_averaging import CheckpointAveraging
 from headstart.callbacks.data_skips import DataSkipReport
 from headstart.callbacks.throughput import Throughput, peak_memory_mb
 from headstart.run.build import build
 from headstart.run.checks import CONF_DIR
+from headstart.run.multirun import pin_job_for_ddp_children
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.console import print_config_tree
 from headstart.run.errors import one_line_errors
@@ -34,6 +36,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    pin_job_for_ddp_children()
     start = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     fit_seconds = time.perf_counter() - start
@@ -66,7 +69,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def best_checkpoint(trainer: Trainer) -> str:
-    """Path of the best checkpoint by the task's monitor (the last one when nothing was monitored)."""
+    """Path of the best checkpoint by the task's monitor (the last one when nothing was monitored);
+    the averaged checkpoint when checkpoint averaging ran."""
+    averaging = find_callback(trainer, CheckpointAveraging)
+    if averaging is not None and averaging.path:
+        return averaging.path
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.monitor and callback.best_model_path:
             return str(callback.best_model_path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from headstart.run.wandb_mode import wandb_offline
@@ -10,6 +13,17 @@ from headstart.run.wandb_mode import wandb_offline
 def register_resolvers() -> None:
     """Resolvers the configs use; called explicitly by each entry point (no import side effects)."""
     OmegaConf.register_new_resolver("hs_wandb_offline", wandb_offline, replace=True)
+    OmegaConf.register_new_resolver("hs_sweep_group", sweep_group, replace=True)
+    OmegaConf.register_new_resolver("hs_direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode], replace=True)
+
+
+def sweep_group() -> str | None:
+    """In a multirun, the sweep directory's name (all jobs' W&B runs share it); else None."""
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return Path(HydraConfig.get().sweep.dir).name
+    return None
 
 
 def output_dir(cfg: DictConfig) -> str:

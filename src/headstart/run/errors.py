@@ -20,6 +20,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DataError, HubUnreachableError, FileNotFoundError, OmegaConfBaseException)
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``fn``; a user error exits with ``error: <message>`` (HYDRA_FULL_ERROR=1 shows the trace)."""
 
@@ -27,9 +34,11 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except user_errors() as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
             message = " ".join(str(err).split())
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or in_multirun():
+                # A multirun records the failure and goes on with the next job.
+                print(f"error: {message}", file=sys.stderr)
+                raise
             print(f"error: {message}", file=sys.stderr)
             sys.exit(1)
 

@@ -60,11 +60,14 @@ def draw_shape(
         raise ValueError(f"unknown shape '{name}'; known shapes: {', '.join(SHAPES)}")
 
 
-def _colour(rng: np.random.Generator, avoid: np.ndarray | None = None) -> tuple[int, int, int]:
-    """A random colour at least 120 (L1 in RGB) away from ``avoid`` so the shape stays visible."""
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _colour(rng: np.random.Generator, avoid: np.ndarray | None = None, contrast: float = 0.0) -> tuple[int, int, int]:
+    """A random colour whose luminance differs from ``avoid``'s by at least ``contrast`` (0-255)."""
     while True:
         colour = rng.integers(0, 256, size=3)
-        if avoid is None or np.abs(colour - avoid).sum() > 120:
+        if avoid is None or abs(float(LUMA @ (colour - avoid))) >= contrast:
             return tuple(int(c) for c in colour)
 
 
@@ -76,7 +79,7 @@ def render_shape_image(seed: int, index: int, size: int, classes: tuple[str, ...
     image = Image.new("RGB", (size, size), tuple(int(c) for c in background))
     draw = ImageDraw.Draw(image)
     for _ in range(int(rng.integers(0, clutter + 1))):  # clutter: thin lines and dots
-        colour = _colour(rng, background)
+        colour = _colour(rng, background, contrast=30)
         x0, y0, x1, y1 = rng.uniform(0, size, 4)
         if rng.random() < 0.5:
             draw.line([x0, y0, x1, y1], fill=colour, width=1)
@@ -85,5 +88,5 @@ def render_shape_image(seed: int, index: int, size: int, classes: tuple[str, ...
             draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=colour)
     radius = rng.uniform(0.2, 0.38) * size
     cx, cy = rng.uniform(radius, size - radius, 2)
-    draw_shape(draw, classes[label], cx, cy, radius, rng.uniform(0, 2 * math.pi), _colour(rng, background))
+    draw_shape(draw, classes[label], cx, cy, radius, rng.uniform(0, 2 * math.pi), _colour(rng, background, contrast=70))
     return image, label
