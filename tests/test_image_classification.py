@@ -117,3 +117,22 @@ def test_wandb_offline_run_logs_media(tmp_path: Path) -> None:
     assert len(runs) == 1
     media = list(runs[0].rglob("media/images/**/*.png"))
     assert media, "validation images were not logged"
+
+
+def test_eval_cli_accepts_data_overrides_of_the_checkpoint(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    train(make_cfg(tmp_path / "run", *SHORT))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={ckpt}", "split=val", "data.eval_batch_size=5",
+         "data.num_workers=0", f"hydra.run.dir={tmp_path}/eval", "trainer.enable_progress_bar=false"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "val/acc" in json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import hydra
 import lightning
 from omegaconf import DictConfig
 
-from headstart.run.checkpoint import load_checkpoint, rebuild
+from headstart.run.checkpoint import load_checkpoint, rebuild, with_checkpoint_choices
 from headstart.run.checks import CONF_DIR
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.errors import ConfigError, one_line_errors
@@ -48,6 +49,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_resolvers()
+    sys.argv = with_checkpoint_choices(sys.argv)
     _main()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import hydra
 import lightning
 from omegaconf import DictConfig
 
-from headstart.run.checkpoint import load_checkpoint, rebuild
+from headstart.run.checkpoint import load_checkpoint, rebuild, with_checkpoint_choices
 from headstart.run.checks import CONF_DIR
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.errors import one_line_errors
@@ -44,6 +45,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_resolvers()
+    sys.argv = with_checkpoint_choices(sys.argv)
     _main()
 
 

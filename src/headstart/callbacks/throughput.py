@@ -29,9 +29,14 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class Throughput(Callback):
-    """Counts training examples (all ranks) and time spent in training, validation excluded."""
+    """Counts training examples (all ranks) and time spent in training, validation excluded.
 
-    def __init__(self) -> None:
+    warmup_steps: batches left out of the count (compilation, allocator and loader start-up).
+    """
+
+    def __init__(self, warmup_steps: int = 0) -> None:
+        self.warmup_steps = warmup_steps
+        self._batches = 0
         self.samples = 0
         self.train_seconds = 0.0
         self._start: float | None = None
@@ -50,7 +55,13 @@ class Throughput(Callback):
         self._pause()
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.samples += batch_size_of(batch) * trainer.world_size
+        self._batches += 1
+        if self._batches == self.warmup_steps:  # restart the clock after the warm-up batches
+            self.samples, self.train_seconds = 0, 0.0
+            self._start = time.perf_counter()
+            return
+        if self._batches > self.warmup_steps:
+            self.samples += batch_size_of(batch) * trainer.world_size
 
     def _pause(self) -> None:
         if self._start is not None:

@@ -52,6 +52,16 @@ def run_name(cfg: DictConfig) -> str:
     return name[:128]
 
 
+def group_choices(cfg: DictConfig) -> dict[str, str | None]:
+    """The task/model/data config names this run was composed from (eval/predict reuse them)."""
+    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    return {
+        "task": choices.get("task") or cfg.task.name,
+        "model": choices.get("model") or cfg.model.name,
+        "data": choices.get("data"),
+    }
+
+
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
     return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node]
 
@@ -87,6 +97,7 @@ def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: boo
     except TypeError as err:
         raise ConfigError(f"task={cfg.task.name}: {err}") from err
     task.meta = {
+        "choices": group_choices(cfg),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data_info": info,
         "model_rebuild": backbone.rebuild_kwargs(),
