@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchaudio.models import Wav2Vec2Model, wav2vec2_model
+from torchaudio.models import Wav2Vec2Model, wav2vec2_model, wavlm_model
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
 
@@ -73,6 +73,11 @@ class Wav2Vec2Backbone(nn.Module):
             frames, in spans of this many frames, is replaced by a learned embedding.
         mask_feature_prob, mask_feature_length: spans of feature channels set to zero.
         pretrained: load weights; False builds the checkpoint's architecture randomly.
+        freeze_steps: keep the whole backbone frozen for the first N optimizer steps (the
+            head learns first); the task calls :meth:`update_freeze` every step. With DDP use
+            ``find_unused_parameters=True``.
+        ctc_vocab: {token: id} the model's CTC outputs are tied to; attached by the speech
+            data (``attach``) and stored in checkpoints so eval/predict rebuild the same labels.
     """
 
     sample_rate: int = 16000
@@ -89,16 +94,18 @@ class Wav2Vec2Backbone(nn.Module):
         mask_feature_prob: float = 0.0,
         mask_feature_length: int = 10,
         pretrained: bool = True,
+        freeze_steps: int = 0,
+        ctc_vocab: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         masked_embed: torch.Tensor | None = None
         vocab: dict[str, int] | None = None
         if preset is not None:
-            model = _build_preset(preset, {**DEFAULT_PRESETS, **(presets or {})})
+            model, self.arch = _build_preset(preset, {**DEFAULT_PRESETS, **(presets or {})})
         elif checkpoint.startswith(BUNDLE_PREFIXES):
-            model, vocab = _load_bundle(checkpoint, pretrained)
+            model, vocab, self.arch = _load_bundle(checkpoint, pretrained)
         else:
-            model, masked_embed, vocab = _load_hf(checkpoint, pretrained)
+            model, masked_embed, vocab, self.arch = _load_hf(checkpoint, pretrained)
         ctc_head, model.aux = model.aux, None
         self.model = model
         self.__dict__["_pretrained_ctc_head"] = ctc_head  # unregistered on purpose, see module doc
@@ -116,7 +123,51 @@ class Wav2Vec2Backbone(nn.Module):
             init = masked_embed if masked_embed is not None else torch.rand(self.hidden_size)
             self.masked_spec_embed = nn.Parameter(init.detach().clone())
         self.freeze_feature_encoder = freeze_feature_encoder
+        self.freeze_steps = freeze_steps
+        self.ctc_vocab = dict(ctc_vocab) if ctc_vocab else None
+        self._frozen = False
         self.freeze(False)
+
+    # ---- the model/data hand-off ----------------------------------------------------------------
+    def data_spec(self) -> dict[str, Any]:
+        """What the audio pipeline needs: sample rate, frame geometry and the CTC vocabularies.
+
+        ``ctc_vocab``: labels this model was trained with (a rebuilt checkpoint; the data must
+        use them). ``pretrained_vocab``: labels of a fine-tuned CTC checkpoint's head.
+        """
+        return {
+            "sample_rate": self.sample_rate,
+            "frame_stride": self.frame_stride,
+            "receptive_field": self.receptive_field,
+            "normalize": True,
+            "ctc_vocab": dict(self.ctc_vocab) if self.ctc_vocab else None,
+            "pretrained_vocab": dict(self.pretrained_vocab) if self.pretrained_vocab else None,
+        }
+
+    def attach(self, ctc_vocab: dict[str, int] | None = None) -> None:
+        """Receive the CTC vocabulary the data built, so checkpoints carry it (rebuild_kwargs)."""
+        if ctc_vocab is not None:
+            self.ctc_vocab = dict(ctc_vocab)
+
+    def rebuild_kwargs(self) -> dict[str, Any]:
+        """Constructor overrides that rebuild this architecture offline (weights come from a checkpoint)."""
+        arch = {k: [list(v) for v in val] if k == "extractor_conv_layer_config" else val for k, val in self.arch.items()}
+        return {"preset": "checkpoint", "presets": {"checkpoint": arch}, "pretrained": False, "ctc_vocab": self.ctc_vocab}
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples seen by one output frame (400 for wav2vec2: 25 ms at 16 kHz)."""
+        field = 1
+        for conv in reversed(self.model.feature_extractor.conv_layers):
+            field = (field - 1) * conv.stride + conv.kernel_size
+        return field
+
+    def update_freeze(self, step: int) -> None:
+        """Freeze the whole backbone while ``step < freeze_steps`` (called by tasks every step)."""
+        frozen = step < self.freeze_steps
+        if frozen != self._frozen:
+            self.freeze(frozen)
+            self._frozen = frozen
 
     @property
     def pretrained_ctc_head(self) -> nn.Linear | None:
@@ -194,19 +245,22 @@ def span_mask(lengths: torch.Tensor, size: int, prob: float, span: int) -> torch
     return (hits > 0) & in_range
 
 
-def _build_preset(name: str, presets: dict[str, dict[str, Any]]) -> Wav2Vec2Model:
+def _build_preset(name: str, presets: dict[str, dict[str, Any]]) -> tuple[Wav2Vec2Model, dict[str, Any]]:
+    """-> (model, its builder kwargs). ``model_type: wavlm`` in a preset selects ``wavlm_model``."""
     if name not in presets:
         raise ValueError(f"unknown wav2vec2 preset {name!r}; choose one of {sorted(presets)}")
     params = dict(presets[name])  # a Hydra DictConfig becomes plain kwargs
     layers = params.get("extractor_conv_layer_config")
     if layers is not None:
         params["extractor_conv_layer_config"] = [tuple(layer) for layer in layers]
-    params.setdefault("aux_num_out", None)
-    return wav2vec2_model(**params)
+    params["aux_num_out"] = None
+    model_type = params.pop("model_type", "wav2vec2")
+    builder = wavlm_model if model_type == "wavlm" else wav2vec2_model
+    return builder(**params), {**params, "model_type": model_type}
 
 
-def _load_bundle(name: str, pretrained: bool) -> tuple[Wav2Vec2Model, dict[str, int] | None]:
-    """torchaudio pipeline bundle -> (model, vocab of ASR bundles with blank renamed <pad>)."""
+def _load_bundle(name: str, pretrained: bool) -> tuple[Wav2Vec2Model, dict[str, int] | None, dict[str, Any]]:
+    """torchaudio pipeline bundle -> (model, vocab of ASR bundles with blank renamed <pad>, arch)."""
     import torchaudio.pipelines as pipelines
     from torchaudio.pipelines._wav2vec2.utils import _get_model
 
@@ -223,7 +277,9 @@ def _load_bundle(name: str, pretrained: bool) -> tuple[Wav2Vec2Model, dict[str, 
     if hasattr(bundle, "get_labels"):
         labels = ["<pad>", *bundle.get_labels()[1:]]  # torchaudio's blank "-" is HF's "<pad>"
         vocab = {tok: i for i, tok in enumerate(labels)}
-    return model, vocab
+    arch = {**bundle._params, "model_type": "wavlm" if bundle._model_type == "WavLM" else "wav2vec2"}
+    arch.pop("aux_num_out", None)
+    return model, vocab, arch
 
 
 def _download_bundle(bundle: Any) -> nn.Module:
@@ -233,10 +289,13 @@ def _download_bundle(bundle: Any) -> nn.Module:
         raise OSError(str(err)) from err
 
 
-def _load_hf(checkpoint: str, pretrained: bool) -> tuple[Wav2Vec2Model, torch.Tensor | None, dict[str, int] | None]:
-    """HF checkpoint -> (torchaudio model with aux for CTC checkpoints, masked_spec_embed, vocab)."""
+def _load_hf(
+    checkpoint: str, pretrained: bool
+) -> tuple[Wav2Vec2Model, torch.Tensor | None, dict[str, int] | None, dict[str, Any]]:
+    """HF checkpoint -> (torchaudio model with aux for CTC checkpoints, masked_spec_embed, vocab, arch)."""
     import transformers
     from torchaudio.models.wav2vec2.utils import import_huggingface_model
+    from torchaudio.models.wav2vec2.utils.import_huggingface import _get_config, _get_config_wavlm
 
     config = load_or_explain(lambda: transformers.AutoConfig.from_pretrained(checkpoint), checkpoint)
     classes = {
@@ -258,7 +317,9 @@ def _load_hf(checkpoint: str, pretrained: bool) -> tuple[Wav2Vec2Model, torch.Te
     masked_embed = getattr(base, "masked_spec_embed", None)
     model = import_huggingface_model(hf_model.eval())
     vocab = _read_hf_vocab(checkpoint) if is_ctc else None
-    return model, (masked_embed.data if masked_embed is not None else None), vocab
+    wavlm = config.model_type == "wavlm"
+    arch = {**(_get_config_wavlm if wavlm else _get_config)(config), "model_type": config.model_type}
+    return model, (masked_embed.data if masked_embed is not None else None), vocab, arch
 
 
 def _read_hf_vocab(checkpoint: str) -> dict[str, int] | None:

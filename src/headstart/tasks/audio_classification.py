@@ -1,0 +1,103 @@
+"""Audio classification: waveform -> wav2vec2 frames -> masked mean pool -> linear -> cross-entropy."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+import torch
+from torch import nn
+from torchmetrics import Metric, MetricCollection
+
+from headstart.tasks.base import Task
+from headstart.viz.audio import audio_players
+
+
+class AudioClassificationTask(Task):
+    """Batches carry ``waveforms`` [B, T], ``lengths`` [B] valid samples and ``labels`` [B].
+
+    head: partial taking (in_features, num_classes), called as head(hidden [B, F, D], mask [B, F]).
+    metrics: name -> partial taking ``num_classes`` (val/acc, val/f1_macro).
+    Prediction batches hold chunks of long files (``owners`` [N]): a file's class scores are
+    the chunk probabilities averaged with weights proportional to chunk length.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: Callable[..., nn.Module],
+        loss: nn.Module,
+        metrics: dict[str, Callable[..., Metric]],
+        labels: list[str],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        backbone_lr: float | None = None,
+        lr_interval: Literal["step", "epoch"] = "step",
+        predict_top_k: int = 5,
+    ) -> None:
+        super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
+        self.labels = list(labels)
+        if len(self.labels) < 2:
+            raise ValueError(f"audio classification needs at least 2 classes, the data has {self.labels}")
+        self.head = head(in_features=backbone.hidden_size, num_classes=len(self.labels))
+        self.loss_fn = loss
+        self.val_metrics = MetricCollection({k: f(num_classes=len(self.labels)) for k, f in metrics.items()}, prefix="val/")
+        self.test_metrics = self.val_metrics.clone(prefix="test/")
+        self.predict_top_k = min(predict_top_k, len(self.labels))
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """waveforms [B, T], lengths [B] -> logits [B, C] (padding changes nothing)."""
+        out = self.backbone(waveforms, lengths)
+        return self.head(out.hidden_states, out.attention_mask)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.backbone.update_freeze(self.global_step)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["labels"].numel() == 0:  # every clip of the batch was skipped as bad input
+            return None
+        terms = self.loss_fn(self(batch["waveforms"], batch["lengths"]), batch["labels"])
+        self.log_terms("train", terms, batch_size=batch["labels"].shape[0])
+        self.log("train/padding_fraction", padding_fraction(batch), on_step=True, batch_size=batch["labels"].shape[0])
+        return terms["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        return self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        return self._evaluate(batch, "test", self.test_metrics)
+
+    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> dict[str, torch.Tensor] | None:
+        if batch["labels"].numel() == 0:
+            return None
+        logits = self(batch["waveforms"], batch["lengths"])
+        self.log_terms(stage, self.loss_fn(logits, batch["labels"]), batch_size=batch["labels"].shape[0])
+        metrics.update(logits, batch["labels"])
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return {"logits": logits.detach()}
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per file: its path and the top-k labels with probabilities."""
+        if not batch["paths"]:
+            return []
+        probs = self(batch["waveforms"], batch["lengths"]).float().softmax(-1)  # [N, C]
+        weights = batch["lengths"].to(probs.dtype)[:, None]
+        per_file = torch.zeros(len(batch["paths"]), probs.shape[1], device=probs.device)
+        per_file.index_add_(0, batch["owners"], probs * weights)
+        totals = torch.zeros(len(batch["paths"]), 1, device=probs.device).index_add_(0, batch["owners"], weights)
+        scores, indices = (per_file / totals).topk(self.predict_top_k, dim=-1)
+        return [
+            {"input": path, "labels": [self.labels[i] for i in idx], "scores": [round(s, 6) for s in score]}
+            for path, score, idx in zip(batch["paths"], scores.cpu().tolist(), indices.cpu().tolist())
+        ]
+
+    def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
+        preds = outputs["logits"][:max_items].argmax(-1).tolist()
+        targets = batch["labels"][:max_items].tolist()
+        captions = [f"pred: {self.labels[p]} / true: {self.labels[t]}" for p, t in zip(preds, targets)]
+        return {"val/examples": audio_players(batch["waveforms"], batch["lengths"], self.backbone.sample_rate, captions)}
+
+
+def padding_fraction(batch: dict[str, Any]) -> torch.Tensor:
+    """Share of the padded waveform batch that is padding (stays on device: no host sync)."""
+    waves = batch["waveforms"]
+    return 1.0 - batch["lengths"].sum().float() / max(1, waves.numel())
