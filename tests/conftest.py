@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Keep CPU runs short and quiet: no workers, no W&B unless a test asks for it.
 FAST = [
-    "trainer.accelerator=cpu",
+    *([] if torch.cuda.is_available() else ["trainer.accelerator=cpu"]),
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "data.num_workers=0",

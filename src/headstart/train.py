@@ -5,6 +5,7 @@ Reads top to bottom: seed, show the config, build, fit, test, write results.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,8 @@ def find_callback(trainer: Trainer, kind: type) -> Any:
 
 def finish_wandb() -> None:
     """Close this job's W&B run so the next job of a multirun starts its own."""
-    import wandb
-
-    if wandb.run is not None:
+    wandb = sys.modules.get("wandb")  # imported only when a W&B logger was used
+    if wandb is not None and wandb.run is not None:
         wandb.finish()
 
 
