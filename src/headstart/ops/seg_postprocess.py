@@ -17,6 +17,8 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """[N, h, w] -> [N, H, W], bilinear (a no-op at the same size)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    if x.shape[0] == 0:  # nothing kept: interpolate rejects empty inputs
+        return x.new_zeros(0, *size)
     return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
