@@ -49,9 +49,12 @@ class Task(LightningModule):
         keywords = self.optimizer_factory.keywords if isinstance(self.optimizer_factory, partial) else {}
         lr = float(keywords.get("lr", 1e-3))
         weight_decay = float(keywords.get("weight_decay", 0.0))
-        groups = param_groups(
-            {"backbone": (self.backbone, self.backbone_lr or lr), "head": (self, lr)}, weight_decay
-        )
+        backbone_lr = self.backbone_lr or lr
+        # A backbone may put parts on their own lr first (DETR's CNN); a parameter stays in the
+        # first group it appears in.
+        modules = dict(self.backbone.lr_groups(backbone_lr)) if hasattr(self.backbone, "lr_groups") else {}
+        modules.update({"backbone": (self.backbone, backbone_lr), "head": (self, lr)})
+        groups = param_groups(modules, weight_decay)
         optimizer = make_optimizer(self.optimizer_factory, groups, self.device)
         if self.scheduler_factory is None:
             return optimizer

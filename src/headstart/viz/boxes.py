@@ -1,0 +1,51 @@
+"""Draw labelled boxes on pictures, and W&B's box format."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+           (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40), (128, 0, 0)]
+
+
+def draw_boxes(
+    image: Image.Image | np.ndarray,
+    boxes: Sequence[Sequence[float]],
+    labels: Sequence[str],
+    label_ids: Sequence[int] | None = None,
+    scores: Sequence[float] | None = None,
+) -> Image.Image:
+    """A copy of ``image`` with xyxy pixel ``boxes`` outlined, captioned ``label (score)``."""
+    pil = (image if isinstance(image, Image.Image) else Image.fromarray(image)).convert("RGB").copy()
+    draw = ImageDraw.Draw(pil)
+    width = max(1, round(min(pil.size) / 200))
+    for k, (box, label) in enumerate(zip(boxes, labels)):
+        colour = PALETTE[(label_ids[k] if label_ids is not None else k) % len(PALETTE)]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=width)
+        caption = label if scores is None else f"{label} {scores[k]:.2f}"
+        text_y = max(0.0, y0 - 11)
+        draw.rectangle([x0, text_y, x0 + 6 * len(caption) + 2, text_y + 11], fill=colour)
+        draw.text((x0 + 1, text_y), caption, fill=(255, 255, 255))
+    return pil
+
+
+def wandb_boxes(
+    boxes: Any, label_ids: Sequence[int], class_names: dict[int, str], scores: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """W&B ``boxes`` entry for normalised xyxy ``boxes`` [N, 4] (fractions of the image)."""
+    data = []
+    for k, (box, label) in enumerate(zip(boxes, label_ids)):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        entry: dict[str, Any] = {
+            "position": {"minX": x0, "minY": y0, "maxX": x1, "maxY": y1},
+            "class_id": int(label),
+            "box_caption": class_names[int(label)] if scores is None else f"{class_names[int(label)]} {scores[k]:.2f}",
+        }
+        if scores is not None:
+            entry["scores"] = {"score": float(scores[k])}
+        data.append(entry)
+    return {"box_data": data, "class_labels": class_names}
