@@ -13,6 +13,7 @@ The tokenizer always comes from the same place as the weights:
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _resolved(path: str) -> Path | None:
+    return Path(path).resolve() if Path(path).exists() else None
+
+
+def _json_config(config: PretrainedConfig) -> dict[str, Any]:
+    """The config's own keys (what ``config.json`` holds), JSON-able; no library bookkeeping."""
+    skip = {"transformers_version", "architectures", "_name_or_path", "torch_dtype", "dtype", "model_type"}
+    return {k: v for k, v in config.to_diff_dict().items() if k not in skip}
+
+
 class HFTextEncoder(nn.Module):
     """A transformers text encoder as a headstart backbone.
 
@@ -45,6 +56,9 @@ class HFTextEncoder(nn.Module):
     config: config keys to override (e.g. ``hidden_dropout_prob``).
     gradient_checkpointing: recompute activations in backward to save memory.
     freeze: no gradients into the encoder (only the head trains).
+    save_dir: where ``rebuild_kwargs`` writes config + tokenizer (in the run directory), so a
+        checkpoint of this run rebuilds offline with the very tokenizer it was trained with.
+    tokenizer_vocab_size: vocabulary size of the tokenizer a preset trains on the task's text.
     """
 
     def __init__(
@@ -56,9 +70,13 @@ class HFTextEncoder(nn.Module):
         config: dict[str, Any] | None = None,
         gradient_checkpointing: bool = False,
         freeze: bool = False,
+        save_dir: str | None = None,
+        tokenizer_vocab_size: int = 2000,
     ) -> None:
         super().__init__()
         self.checkpoint = checkpoint
+        self.save_dir = save_dir
+        self.tokenizer_vocab_size = tokenizer_vocab_size
         self.preset = preset
         self.gradient_checkpointing = gradient_checkpointing
         self.freeze = freeze
@@ -108,8 +126,36 @@ class HFTextEncoder(nn.Module):
             self.model_config.pad_token_id = tokenizer.pad_token_id
         self._set_model(AutoModel.from_config(self.model_config))
 
+    def attach(self, tokenizer: Any = None, **_: Any) -> None:
+        """The build protocol's answer (``datamodule.configure(data_spec())``): a tokenizer for a preset."""
+        if tokenizer is not None:
+            self.attach_tokenizer(tokenizer)
+
+    def rebuild_kwargs(self) -> dict[str, Any]:
+        """Constructor overrides that rebuild this architecture offline, its tokenizer included.
+
+        Config and tokenizer are written to ``save_dir`` (the run directory) and the rebuild
+        points ``checkpoint`` there with ``pretrained=False``: the weights come from the
+        Lightning checkpoint, the tokenizer from the same directory as the config, so neither
+        the hub nor the training text is needed again.
+        """
+        self._require_model()
+        if self.save_dir is not None:
+            directory = str(Path(self.save_dir).resolve())
+            if _resolved(self.checkpoint) != Path(directory):  # a rebuilt run already reads from there
+                Path(directory).mkdir(parents=True, exist_ok=True)
+                self.model_config.save_pretrained(directory)
+                self.tokenizer.save_pretrained(directory)
+        elif self.preset is None:
+            directory = self.checkpoint
+        else:
+            raise RuntimeError("model.save_dir is needed to save a preset model's tokenizer for rebuilding")
+        return {"checkpoint": directory, "preset": None, "pretrained": False, "config": _json_config(self.model_config)}
+
     def _set_model(self, model: PreTrainedModel) -> None:
-        self.model = model
+        # from_pretrained returns the model in eval mode; Lightning keeps modules' modes as found,
+        # so without this dropout would stay off while fine-tuning.
+        self.model = model.train()
         self.model_config = model.config
         params = inspect.signature(model.forward).parameters
         # DistilBERT has no segment embeddings; RoBERTa has one (type_vocab_size=1), so ids of 1 would
@@ -122,8 +168,15 @@ class HFTextEncoder(nn.Module):
             model.requires_grad_(False)
 
     def data_spec(self) -> dict[str, Any]:
-        """What the data pipeline needs from this model: the tokenizer and the longest sequence."""
-        return {"tokenizer": self.tokenizer, "max_length": getattr(self.model_config, "max_position_embeddings", None)}
+        """What the data pipeline needs from this model: the tokenizer (None for a preset: the data
+        trains one of ``tokenizer_family`` / ``tokenizer_vocab_size`` and answers with it) and the
+        longest sequence."""
+        return {
+            "tokenizer": self.tokenizer,
+            "tokenizer_family": "bert",
+            "tokenizer_vocab_size": self.tokenizer_vocab_size,
+            "max_length": getattr(self.model_config, "max_position_embeddings", None),
+        }
 
     def hf_config(self) -> dict[str, Any]:
         """The full model config, enough to rebuild the architecture without the hub."""

@@ -1,0 +1,240 @@
+"""DataModule for token classification (NER): words with one tag each -> sub-word tokens.
+
+Sources (``source``): ``synthetic`` (templated sentences with person / place / org names, IOB2),
+``conll`` (CoNLL column files: one ``TOKEN ... TAG`` line per word, a blank line between
+sentences, ``-DOCSTART-`` lines ignored; ``token_column`` / ``tag_column`` pick the columns),
+``jsonl`` (``tokens_column`` / ``tags_column`` lists) and ``hf`` (tag ids with ClassLabel names).
+Labels are aligned to sub-words by :mod:`headstart.data.token_alignment` (first sub-token, or all
+with ``label_all_tokens``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, file_splits, holdout, parse_all
+from headstart.data.errors import DataError, Skipped, load_example
+from headstart.data.inputs import expand_inputs
+from headstart.data.sources.hf import load_hf_splits
+from headstart.data.sources.text import read_jsonl, read_lines, require_columns
+from headstart.data.synthetic.text_corpora import NER_LABELS, make_ner
+from headstart.data.token_alignment import tokenize_and_align_labels
+
+# Words of raw text for prediction, split as CoNLL-style data is: punctuation on its own.
+WORD = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
+
+
+def read_conll(path: str | Path, token_column: int, tag_column: int, on_error: str) -> list[tuple[str, Item]]:
+    """Sentences of a CoNLL file as (``file:first line``, {"tokens", "tags"}) or Skipped."""
+    sentences: list[tuple[str, Item]] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start, bad = "", None
+
+    def flush() -> None:
+        nonlocal tokens, tags, bad
+        if bad is not None:
+            sentences.append((start, bad))
+        elif tokens:
+            sentences.append((start, {"tokens": tokens, "tags": tags}))
+        tokens, tags, bad = [], [], None
+
+    for where, line in read_lines(path, on_error, skip_blank=False):  # type: ignore[arg-type]
+        if not isinstance(line, Skipped) and (not line.strip() or line.startswith("-DOCSTART-")):
+            flush()
+            continue
+        if not tokens and bad is None:
+            start = where
+        if isinstance(line, Skipped):
+            bad = bad or line
+            continue
+        fields = line.split()
+        try:
+            token, tag = fields[token_column], fields[tag_column]
+        except IndexError:
+            error = f"{where}: {len(fields)} columns, expected token column {token_column} and tag column {tag_column}"
+            if on_error == "raise":
+                raise DataError(error) from None
+            bad = bad or Skipped(where, error.split(": ", 1)[1])
+            continue
+        tokens.append(token)
+        tags.append(tag)
+    flush()
+    return sentences
+
+
+class TokenClassificationDataModule(EncoderTextDataModule):
+    """Sentences (words + tags) -> input_ids / attention_mask [B, L], labels [B, L] (-100 ignored),
+    plus per example its words, word_ids and word character offsets (for predictions)."""
+
+    def __init__(
+        self,
+        source: Literal["synthetic", "conll", "jsonl", "hf"] = "synthetic",
+        path: str | None = None,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        val_fraction: float = 0.1,
+        scheme: Literal["IOB1", "IOB2", "IOBES"] = "IOB2",
+        labels: Sequence[str] | None = None,
+        label_all_tokens: bool = False,
+        token_column: int = 0,
+        tag_column: int = -1,
+        tokens_column: str = "tokens",
+        tags_column: str = "tags",
+        synthetic_sizes: dict[str, int] | None = None,
+        hf_name: str | None = None,
+        hf_subset: str | None = None,
+        hf_splits: dict[str, str | None] | None = None,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.source = source
+        self.paths = (path, train_path, val_path, test_path)
+        self.val_fraction = val_fraction
+        self.scheme = scheme
+        self.labels: list[str] = list(labels or [])
+        self.label_all_tokens = label_all_tokens
+        self.conll_columns = (token_column, tag_column)
+        self.json_columns = (tokens_column, tags_column)
+        self.synthetic_sizes = dict(synthetic_sizes or {"train": 1000, "val": 200, "test": 200})
+        self.hf = (hf_name or path, hf_subset, dict(hf_splits or {"train": "train", "val": "validation", "test": "test"}))
+        self.examples: dict[str, list[tuple[str, Item]]] = {}
+
+    def _load(self) -> None:
+        if self.examples:
+            return
+        if self.source == "synthetic":
+            self.labels = self.labels or list(NER_LABELS)
+            for i, (split, n) in enumerate(self.synthetic_sizes.items()):
+                self.examples[split] = [(f"synthetic:{split}:{j}", r) for j, r in enumerate(make_ner(n, self.seed + 1000 * i))]
+        elif self.source == "conll":
+            for split, file in file_splits(*self.paths, ("", ".txt", ".conll", ".iob", ".iob2", ".bio", ".testa", ".testb", ".train")).items():
+                self.examples[split] = read_conll(file, *self.conll_columns, self.on_error)
+        elif self.source == "jsonl":
+            for split, file in file_splits(*self.paths, (".jsonl", ".json")).items():
+                self.examples[split] = parse_all(read_jsonl(file, self.on_error), self._parse_record, self.on_error)
+        elif self.source == "hf":
+            self._load_hf()
+        else:
+            raise ValueError(f"data.source={self.source} is not one of synthetic, conll, jsonl, hf")
+        if "val" not in self.examples:
+            self.examples["train"], self.examples["val"] = holdout(self.examples["train"], self.val_fraction, self.seed)
+        self._check_tags()
+
+    def _parse_record(self, where: str, record: dict[str, Any]) -> dict[str, Any]:
+        tokens_col, tags_col = self.json_columns
+        require_columns(where, record, [tokens_col, tags_col])
+        tokens, tags = record[tokens_col], record[tags_col]
+        if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags):
+            raise DataError(f"{where}: '{tokens_col}' and '{tags_col}' must be lists of the same length")
+        tags = [self.labels[t] if isinstance(t, int) and self.labels else str(t) for t in tags]
+        return {"tokens": [str(t) for t in tokens], "tags": tags}
+
+    def _load_hf(self) -> None:
+        name, subset, splits = self.hf
+        if name is None:
+            raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
+        tables = load_hf_splits(name, subset, splits, self.val_fraction, self.seed)
+        tokens_col, tags_col = self.json_columns
+        names = getattr(getattr(tables["train"].features[tags_col], "feature", None), "names", None)
+        self.labels = self.labels or list(names or [])
+        for split, table in tables.items():
+            self.examples[split] = [
+                (f"{name}:{split}:{j}", {"tokens": row[tokens_col], "tags": [names[t] if names else str(t) for t in row[tags_col]]})
+                for j, row in enumerate(table)
+            ]
+
+    def _check_tags(self) -> None:
+        """Tag list from training (O first, then by type) unless configured; unknown tags name their line."""
+        if not self.labels:
+            found = {t for _, it in self.examples["train"] if not isinstance(it, Skipped) for t in it["tags"]}
+            self.labels = ["O"] * ("O" in found) + sorted(found - {"O"}, key=lambda t: (t[2:], t[:1]))
+        known = set(self.labels)
+        for split, items in self.examples.items():
+            checked = []
+            for where, item in items:
+                if not isinstance(item, Skipped):
+                    unknown = [t for t in item["tags"] if t not in known]
+                    if not item["tokens"]:
+                        unknown = ["(empty sentence)"]
+                    if unknown:
+                        reason = f"unknown tag '{unknown[0]}' (tags: {', '.join(self.labels)})"
+                        if self.on_error == "raise":
+                            raise DataError(f"{where}: {reason}")
+                        item = Skipped(where, reason)
+                checked.append((where, item))
+            self.examples[split] = checked
+
+    def training_texts(self) -> list[str]:
+        self._load()
+        return [" ".join(it["tokens"]) for _, it in self.examples["train"] if not isinstance(it, Skipped)]
+
+    def info(self) -> dict[str, Any]:
+        self._load()
+        return {"labels": list(self.labels), "scheme": self.scheme}
+
+    # ---- features -----------------------------------------------------------------------------
+    def _feature(self, where: str, tokens: list[str], tags: list[str] | None) -> dict[str, Any]:
+        if not tokens or not any(t.strip() for t in tokens):
+            raise DataError(f"{where}: empty text")
+        ids = [[self.labels.index(t) for t in tags]] if tags is not None else None
+        enc = tokenize_and_align_labels(self.tokenizer, [tokens], ids, self.labels, self.max_length, self.label_all_tokens)
+        feature = {key: value[0] for key, value in enc.items()}
+        if tags is None:  # prediction: one position per first sub-token, so its word is known
+            feature["labels"] = [-100] * len(feature["input_ids"])
+        text, spans = "", []
+        for token in tokens:  # the words joined by spaces: offsets for pre-split input
+            text += " " if text else ""
+            spans.append((len(text), len(text) + len(token)))
+            text += token
+        feature.update(tokens=list(tokens), word_spans=spans, text=text, where=where)
+        return feature
+
+    def _dataset(self, items: list[tuple[str, Item]]) -> FeatureDataset:
+        return FeatureDataset([
+            item if isinstance(item, Skipped) else load_example(
+                lambda: self._feature(where, item["tokens"], item.get("tags")), where, self.on_error)
+            for where, item in items
+        ])
+
+    def setup(self, stage: str | None = None) -> None:
+        self._load()
+        if self.train_set is None:
+            self.train_set = self._dataset(self.examples["train"])
+            self.val_set = self._dataset(self.examples["val"])
+            if "test" in self.examples:
+                self.test_set = self._dataset(self.examples["test"])
+
+    def set_predict_inputs(self, inputs: str | Sequence[str]) -> None:
+        """Text lines (words as the tokenizer's pre-tokenizer splits them) or JSONL with ``tokens``
+        or ``text``; entities come back with character offsets into the text."""
+        items: list[tuple[str, Item]] = []
+        for file in expand_inputs(inputs, (".txt", ".jsonl", ".json")):
+            if Path(file).suffix.lower() in (".jsonl", ".json"):
+                records = read_jsonl(file, self.on_error)
+            else:
+                records = ((w, t if isinstance(t, Skipped) else {"text": t}) for w, t in read_lines(file, self.on_error))
+            for where, record in records:
+                items.append((where, record if isinstance(record, Skipped) else load_example(
+                    lambda: self._predict_item(where, record), where, self.on_error)))
+        features = [item if isinstance(item, Skipped) else load_example(
+            lambda: self._predict_feature(where, item), where, self.on_error) for where, item in items]
+        self.predict_set = FeatureDataset(features)
+
+    def _predict_item(self, where: str, record: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(record.get(self.json_columns[0]), list):
+            return {"tokens": [str(t) for t in record[self.json_columns[0]]]}
+        require_columns(where, record, ["text"])
+        return {"text": str(record["text"])}
+
+    def _predict_feature(self, where: str, item: dict[str, Any]) -> dict[str, Any]:
+        if "tokens" in item:
+            return self._feature(where, item["tokens"], None)
+        text = item["text"]
+        words = list(WORD.finditer(text))
+        feature = self._feature(where, [w.group() for w in words], None)
+        feature.update(text=text, word_spans=[w.span() for w in words])
+        return feature

@@ -1,0 +1,117 @@
+"""Text classification: encoder -> [CLS] state -> linear head -> CE (or BCE in multi-label mode).
+
+Single texts and text pairs alike: a pair is encoded as ``[CLS] A [SEP] B [SEP]`` with segment
+ids (the data side tokenizes it); the head only ever sees the [CLS] state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+import torch
+from torch import nn
+from torchmetrics import Metric, MetricCollection
+
+from headstart.tasks.base import Task
+from headstart.tasks.encoder_text import encode, log_padding, wandb_table
+
+
+class TextClassificationTask(Task):
+    """Batches carry input_ids / attention_mask [/ token_type_ids] [B, L] and ``labels``:
+    [B] class ids, or [B, K] multi-hot floats when ``multi_label``.
+
+    head: partial taking (in_features, num_classes). loss / metrics: single-label (CE; metric
+    partials take ``num_classes``); multilabel_loss / multilabel_metrics: used when the data is
+    multi-label (BCE; metric partials take ``num_labels``). threshold: probability above which a
+    label is predicted in multi-label mode.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: Callable[..., nn.Module],
+        loss: nn.Module,
+        metrics: dict[str, Callable[..., Metric]],
+        labels: list[str],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        backbone_lr: float | None = None,
+        lr_interval: Literal["step", "epoch"] = "step",
+        multi_label: bool = False,
+        multilabel_loss: nn.Module | None = None,
+        multilabel_metrics: dict[str, Callable[..., Metric]] | None = None,
+        threshold: float = 0.5,
+        predict_top_k: int = 5,
+    ) -> None:
+        super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
+        self.labels = list(labels)
+        self.multi_label = multi_label
+        num_classes = len(self.labels)
+        if num_classes < (1 if multi_label else 2):
+            raise ValueError(f"text classification needs at least 2 classes, the data has {self.labels}")
+        self.head = head(in_features=backbone.hidden_size, num_classes=num_classes)
+        if multi_label:
+            if multilabel_loss is None or not multilabel_metrics:
+                raise ValueError("multi-label data needs task.multilabel_loss and task.multilabel_metrics")
+            self.loss_fn = multilabel_loss
+            built = {name: factory(num_labels=num_classes) for name, factory in multilabel_metrics.items()}
+        else:
+            self.loss_fn = loss
+            built = {name: factory(num_classes=num_classes) for name, factory in metrics.items()}
+        self.val_metrics = MetricCollection(built, prefix="val/")
+        self.test_metrics = self.val_metrics.clone(prefix="test/")
+        self.threshold = threshold
+        self.predict_top_k = min(predict_top_k, num_classes)
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """input_ids [B, L] (+ masks) -> logits [B, C]."""
+        return self.head(encode(self.backbone, batch).pooled)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        terms = self.loss_fn(self(batch), batch["labels"])
+        self.log_terms("train", terms, batch_size=batch["input_ids"].shape[0])
+        log_padding(self, batch, "train")
+        return terms["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "test", self.test_metrics)
+
+    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> dict[str, torch.Tensor]:
+        logits = self(batch)
+        self.log_terms(stage, self.loss_fn(logits, batch["labels"]), batch_size=logits.shape[0])
+        metrics.update(logits, batch["labels"].long() if self.multi_label else batch["labels"])
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return {"logits": logits.detach()}
+
+    def predicted(self, logits: torch.Tensor) -> list[list[tuple[str, float]]]:
+        """Per example (label, probability), best first: top-k classes, or labels over threshold."""
+        if self.multi_label:
+            probs = logits.float().sigmoid().cpu()
+            return [
+                sorted(((self.labels[i], p) for i, p in enumerate(row.tolist()) if p > self.threshold), key=lambda x: -x[1])
+                for row in probs
+            ]
+        scores, indices = logits.float().softmax(-1).topk(self.predict_top_k, dim=-1)
+        return [[(self.labels[i], s) for i, s in zip(idx, sc)] for idx, sc in zip(indices.tolist(), scores.tolist())]
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per input text: labels with their probabilities, best first."""
+        return [
+            {"input": where, "text": text, **({"text_pair": pair} if pair is not None else {}),
+             "labels": [label for label, _ in pred], "scores": [round(score, 6) for _, score in pred]}
+            for where, text, pair, pred in zip(batch["where"], batch["text"], batch["text_pair"], self.predicted(self(batch)))
+        ]
+
+    def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, Any]:
+        """A table of validation texts with prediction and target."""
+        preds = self.predicted(outputs["logits"][:max_items])
+        targets = batch["labels"][:max_items].tolist()
+        rows = []
+        for i, pred in enumerate(preds):
+            target = [self.labels[k] for k, v in enumerate(targets[i]) if v > 0] if self.multi_label else self.labels[targets[i]]
+            text = batch["text"][i] if batch["text_pair"][i] is None else f"{batch['text'][i]} [SEP] {batch['text_pair'][i]}"
+            rows.append([text, ", ".join(f"{label} ({score:.2f})" for label, score in pred[:3]), str(target)])
+        return {"val/examples": wandb_table(["text", "prediction", "target"], rows)}
