@@ -23,10 +23,12 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     checkpoint = load_checkpoint(cfg.ckpt_path)
     built = rebuild(cfg, checkpoint)
     built.datamodule.set_predict_inputs(cfg.inputs)
-    batches = built.trainer.predict(built.task, datamodule=built.datamodule)
-    records = [record for batch in batches or [] for record in batch]
     out_dir = Path(cfg.predict.output_dir or output_dir(cfg))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if hasattr(built.task, "predict_dir"):  # tasks that write files (depth maps, masks) put them here
+        built.task.predict_dir = str(out_dir)
+    batches = built.trainer.predict(built.task, datamodule=built.datamodule)
+    records = [record for batch in batches or [] for record in batch]
     path = out_dir / "predictions.jsonl"
     with path.open("w") as handle:
         for record in records:

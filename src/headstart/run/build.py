@@ -15,6 +15,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -63,7 +64,13 @@ def group_choices(cfg: DictConfig) -> dict[str, str | None]:
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node]
+    """The configured callbacks; a progress bar or model summary the trainer turns off is left out."""
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+    if not cfg.trainer.get("enable_model_summary", True):
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ModelSummary)]
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
