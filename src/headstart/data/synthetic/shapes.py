@@ -71,11 +71,21 @@ def _colour(rng: np.random.Generator, avoid: np.ndarray | None = None, contrast:
             return tuple(int(c) for c in colour)
 
 
+def _bright_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A random hue with luminance of at least 150."""
+    while True:
+        colour = rng.integers(0, 256, size=3)
+        if float(LUMA @ colour) >= 150:
+            return tuple(int(c) for c in colour)
+
+
 def render_shape_image(seed: int, index: int, size: int, classes: tuple[str, ...], clutter: int = 6) -> tuple[Image.Image, int]:
     """Example ``index`` of the set with ``seed``: (RGB image size x size, class index)."""
     rng = np.random.default_rng([seed, index])
     label = int(rng.integers(len(classes)))
-    background = np.array(_colour(rng))
+    # Dark background, bright shape of any hue: the outline is visible at a glance, while
+    # neither colour nor brightness tells the class.
+    background = rng.integers(0, 96, size=3)
     image = Image.new("RGB", (size, size), tuple(int(c) for c in background))
     draw = ImageDraw.Draw(image)
     for _ in range(int(rng.integers(0, clutter + 1))):  # clutter: thin lines and dots
@@ -88,5 +98,5 @@ def render_shape_image(seed: int, index: int, size: int, classes: tuple[str, ...
             draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=colour)
     radius = rng.uniform(0.2, 0.38) * size
     cx, cy = rng.uniform(radius, size - radius, 2)
-    draw_shape(draw, classes[label], cx, cy, radius, rng.uniform(0, 2 * math.pi), _colour(rng, background, contrast=70))
+    draw_shape(draw, classes[label], cx, cy, radius, rng.uniform(0, 2 * math.pi), _bright_colour(rng))
     return image, label
