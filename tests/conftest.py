@@ -35,7 +35,6 @@ UNVERIFIED_LEARNING = (
     "test_audio_classification.py::test_learns_synthetic_audio_classes",
     "test_speech_recognition.py::test_learns_synthetic_spelled_words",
     "test_object_detection.py::test_tiny_detr_learns_synthetic_shapes",
-    "test_segmentation.py::test_tiny_model_learns_synthetic_shapes",
     "test_question_answering.py::test_learns_synthetic_qa[distilbert]",
     "test_seq2seq.py::test_tiny_t5_learns_the_toy_language",
     "test_seq2seq.py::test_tiny_bart_learns_to_summarize",

@@ -24,8 +24,12 @@ def render_detection_scene(
     max_objects: int = 3,
     size_range: tuple[float, float] = (0.12, 0.3),
     clutter: int = 4,
+    contrast: float = 60.0,
 ) -> tuple[Image.Image, np.ndarray, list[int]]:
-    """Example ``index``: (RGB image size x size, boxes [N, 4] xyxy pixels float32, class per box)."""
+    """Example ``index``: (RGB image size x size, boxes [N, 4] xyxy pixels float32, class per box).
+
+    Shapes have a luminance at least ``contrast`` (0-255) away from the background's, so that
+    every box is visible."""
     rng = np.random.default_rng([seed, index])
     background = np.array(_colour(rng))
     image = Image.new("RGB", (size, size), tuple(int(c) for c in background))
@@ -44,7 +48,7 @@ def render_detection_scene(
         radius = rng.uniform(*size_range) * size
         cx, cy = rng.uniform(radius * 0.6, size - radius * 0.6, 2)
         angle = rng.uniform(0, 2 * math.pi)
-        colour = _colour(rng, background)
+        colour = _colour(rng, background, contrast)
         mask = Image.new("L", (size, size), 0)
         draw_shape(ImageDraw.Draw(mask), shapes[label], cx, cy, radius, angle, 255)  # type: ignore[arg-type]
         box = mask.getbbox()

@@ -20,11 +20,20 @@ BACKGROUND = "background"
 
 
 def render_segmentation_scene(
-    seed: int, index: int, size: int, shapes: tuple[str, ...], max_shapes: int = 3, clutter: int = 6
+    seed: int,
+    index: int,
+    size: int,
+    shapes: tuple[str, ...],
+    max_shapes: int = 3,
+    clutter: int = 6,
+    size_range: tuple[float, float] = (0.22, 0.36),
+    contrast: float = 60.0,
 ) -> tuple[Image.Image, np.ndarray, list[int]]:
     """Example ``index``: (RGB image size x size, segment id map [size, size] int32, class per segment).
 
-    ``classes[k]`` is the class of segment ``k + 1``; class 0 is the background.
+    ``classes[k]`` is the class of segment ``k + 1``; class 0 is the background. Shapes have a
+    circumradius in ``size_range`` (fraction of the side) and a luminance at least ``contrast``
+    (0-255) away from the background's, so that every shape is visible.
     """
     rng = np.random.default_rng([seed, index])
     background = np.array(_colour(rng))
@@ -43,10 +52,10 @@ def render_segmentation_scene(
     classes = [0]
     for k in range(int(rng.integers(1, max_shapes + 1))):
         label = int(rng.integers(len(shapes)))
-        radius = rng.uniform(0.18, 0.32) * size
+        radius = rng.uniform(*size_range) * size
         cx, cy = rng.uniform(radius, size - radius, 2)
         angle = rng.uniform(0, 2 * math.pi)
-        draw_shape(draw, shapes[label], cx, cy, radius, angle, _colour(rng, background))
+        draw_shape(draw, shapes[label], cx, cy, radius, angle, _colour(rng, background, contrast))
         draw_shape(id_draw, shapes[label], cx, cy, radius, angle, k + 2)  # type: ignore[arg-type]
         classes.append(label + 1)
     id_map = np.asarray(ids, dtype=np.int32)
