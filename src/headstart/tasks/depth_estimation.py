@@ -36,7 +36,7 @@ class DepthEstimationTask(Task):
     flip_test: average the prediction with that of the flipped image in val/test/predict.
     png_scale: 16-bit PNG units per metre in predict (None: millimetres, or 256 where
         max_depth does not fit 16-bit millimetres, as KITTI stores it).
-    predict_dir: where predict writes depth files (None: ``<trainer root>/depth``).
+    predict_dir: predict writes depth files to ``<predict_dir>/depth`` (None: the trainer root; predict.py sets its output dir).
     """
 
     def __init__(
@@ -122,7 +122,7 @@ class DepthEstimationTask(Task):
         dense) to the input file's size. Records name the three files.
         """
         depth = self.predict_depth(batch["pixel_values"]).float()
-        out_dir = Path(self.predict_dir or Path(self.trainer.default_root_dir) / "depth")
+        out_dir = Path(self.predict_dir or self.trainer.default_root_dir) / "depth"
         out_dir.mkdir(parents=True, exist_ok=True)
         records = []
         for i, path in enumerate(batch["paths"]):
