@@ -56,10 +56,12 @@ def _pattern(name: str, rng: Rng, n: int, rate: int) -> np.ndarray:
     f = rng.uniform(300.0, 2000.0)
     if name == "tone":
         return np.sin(2 * np.pi * f * t)
-    if name == "rising_chirp":
-        return _sweep(f, f * rng.uniform(2.0, 3.0), n, rate)
-    if name == "falling_chirp":
-        return _sweep(f * rng.uniform(2.0, 3.0), f, n, rate)
+    if name in ("rising_chirp", "falling_chirp"):
+        # a steep sweep (x4-6, centred on f, 120-4900 Hz): the direction shows within a
+        # few frames, so a small model tells rising from falling on short clips
+        half = np.sqrt(rng.uniform(4.0, 6.0))
+        low, high = f / half, f * half
+        return _sweep(low, high, n, rate) if name == "rising_chirp" else _sweep(high, low, n, rate)
     if name == "two_tone":
         return 0.5 * (np.sin(2 * np.pi * f * t) + np.sin(2 * np.pi * f * rng.uniform(1.4, 1.8) * t))
     if name == "am_tone":
