@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 import lightning
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -66,6 +67,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         path = write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
         print(f"metrics: {path}")
     finish_wandb()
+    end_process_group()
     return results
 
 
@@ -86,6 +88,12 @@ def best_checkpoint(trainer: Trainer) -> str:
 
 def find_callback(trainer: Trainer, kind: type) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
+
+
+def end_process_group() -> None:
+    """Close this job's DDP process group, so the next job of a multirun starts its own."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def finish_wandb() -> None:

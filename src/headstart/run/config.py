@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -13,8 +14,17 @@ from headstart.run.wandb_mode import wandb_offline
 def register_resolvers() -> None:
     """Resolvers the configs use; called explicitly by each entry point (no import side effects)."""
     OmegaConf.register_new_resolver("hs_wandb_offline", wandb_offline, replace=True)
+    # the working directory, also where Hydra's own ${hydra:runtime.cwd} is not set (sweeper setup)
+    OmegaConf.register_new_resolver("hs_cwd", os.getcwd, replace=True)
+    OmegaConf.register_new_resolver("hs_sqlite", sqlite_url, replace=True)
     OmegaConf.register_new_resolver("hs_sweep_group", sweep_group, replace=True)
     OmegaConf.register_new_resolver("hs_direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode], replace=True)
+
+
+def sqlite_url(path: str) -> str:
+    """``sqlite:///<path>``, creating the folder (SQLite will not)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(path).resolve()}"
 
 
 def sweep_group() -> str | None:
