@@ -5,6 +5,7 @@ Reads top to bottom: seed, show the config, build, fit, test, write results.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from headstart.run.checks import CONF_DIR
 from headstart.run.multirun import pin_job_for_ddp_children
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.console import print_config_tree
-from headstart.run.errors import one_line_errors
+from headstart.run.errors import in_multirun, one_line_errors
 from headstart.run.results import scalar_metrics, write_metrics
 
 
@@ -90,10 +91,18 @@ def find_callback(trainer: Trainer, kind: type) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
 
 
+# Set in the launching process by Lightning's DDP launcher; left behind, they make the next job
+# of a multirun believe its processes were started externally, and it waits for peers forever.
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE")
+
+
 def end_process_group() -> None:
     """Close this job's DDP process group, so the next job of a multirun starts its own."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    if in_multirun():
+        for key in DDP_ENV:
+            os.environ.pop(key, None)
 
 
 def finish_wandb() -> None:
