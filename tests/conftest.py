@@ -33,9 +33,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 UNVERIFIED_LEARNING = (
     "test_learning_image_classification.py::test_tiny_model_learns_synthetic_shapes",
     "test_object_detection.py::test_tiny_detr_learns_synthetic_shapes",
-    "test_seq2seq.py::test_tiny_t5_learns_the_toy_language",
-    "test_seq2seq.py::test_tiny_bart_learns_to_summarize",
-    "test_text_generation.py::test_tiny_gpt2_learns_the_grammar",
 )
 
 

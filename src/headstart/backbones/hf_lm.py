@@ -43,10 +43,19 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutput
 
 from headstart.backbones.base import load_or_explain
-from headstart.data.packing import shift_tokens_right
 
 Architecture = Literal["causal", "seq2seq"]
 _AUTO = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}
+
+
+def shift_right(labels: torch.Tensor, pad_id: int, start_id: int) -> torch.Tensor:
+    """Decoder inputs from labels [B, T]: start id, then labels[:, :-1], with -100 -> pad (as BART/T5 do).
+
+    (``headstart.data.packing.shift_tokens_right`` does the same; backbones do not import data.)
+    """
+    shifted = labels.new_full(labels.shape, start_id)
+    shifted[:, 1:] = labels[:, :-1]
+    return shifted.masked_fill_(shifted == -100, pad_id)
 
 
 def _plain(value: Any) -> Any:
@@ -270,7 +279,7 @@ class HFLanguageModel(nn.Module):
         if labels is None:
             raise ValueError("a seq2seq forward needs decoder labels (teacher forcing)")
         config = model.config
-        decoder_input_ids = shift_tokens_right(labels, self.pad_id, int(config.decoder_start_token_id))
+        decoder_input_ids = shift_right(labels, self.pad_id, int(config.decoder_start_token_id))
         encoded = self.encode(input_ids, attention_mask)
         hidden = model.get_decoder()(
             input_ids=decoder_input_ids, encoder_hidden_states=encoded, encoder_attention_mask=attention_mask
