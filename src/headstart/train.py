@@ -64,6 +64,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         global_step=trainer.global_step,
         data_skipped=skips.total if skips else 0,
     )
+    if getattr(task, "exported_pretrained", None):  # pretraining tasks: the backbone in HF format
+        results["pretrained_dir"] = task.exported_pretrained
     if trainer.is_global_zero:
         path = write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
         print(f"metrics: {path}")

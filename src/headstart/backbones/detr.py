@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers import AutoImageProcessor, DetrForObjectDetection, DetrModel
 
-from headstart.backbones.base import load_or_explain
+from headstart.backbones.base import HubUnreachableError, load_or_explain
 from headstart.backbones.hf_vision import IMAGENET_MEAN, IMAGENET_STD, build_hf_config
 
 # DetectionHead key <- DetrForObjectDetection key
@@ -46,6 +46,15 @@ class QueryOutput:
     """query_states: [L, B, Q, D] every decoder layer's query states (index -1 = last layer)."""
 
     query_states: torch.Tensor
+
+
+# model.pretrained=false without the hub: DetrConfig() defaults to a timm ResNet-50; this is the
+# same network from transformers' own ResNet (as the no_timm branch of facebook/detr-resnet-50).
+SCRATCH_DEFAULTS: dict[str, Any] = {
+    "use_timm_backbone": False,
+    "use_pretrained_backbone": False,
+    "backbone_config": {"model_type": "resnet", "out_features": ["stage4"]},
+}
 
 
 class DetrBackbone(nn.Module):
@@ -87,8 +96,15 @@ class DetrBackbone(nn.Module):
         if num_queries is not None:
             overrides["num_queries"] = int(num_queries)
         if preset is None and "model_type" not in overrides:
-            _check_timm(checkpoint, revision)
-        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), overrides)
+            try:
+                _check_timm(checkpoint, revision)
+            except HubUnreachableError:
+                if pretrained:
+                    raise
+        hf_config, load_weights = build_hf_config(
+            checkpoint, preset, dict(presets or {}), overrides, pretrained, SCRATCH_DEFAULTS,
+            **({"revision": revision} if revision else {}),
+        )
         load_weights = load_weights and pretrained
         self._head_weights: dict[str, torch.Tensor] | None = None
         self._head_labels: list[str] = []

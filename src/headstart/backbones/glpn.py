@@ -60,7 +60,7 @@ class GLPNEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.checkpoint = checkpoint
-        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}))
+        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}), pretrained)
         load_weights = load_weights and pretrained
         self._decoder_weights: dict[str, torch.Tensor] | None = None
         if load_weights:

@@ -43,6 +43,7 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutput
 
 from headstart.backbones.base import load_or_explain
+from headstart.backbones.from_scratch import random_init_config
 
 Architecture = Literal["causal", "seq2seq"]
 _AUTO = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}
@@ -162,6 +163,13 @@ class HFLanguageModel(nn.Module):
             self.model_config = AutoConfig.for_model(**overrides)
             self.tokenizer = self._load_tokenizer(self._tokenizer_source)
             self._set_model(_AUTO[architecture].from_config(self.model_config, **self.model_kwargs))
+        elif not pretrained and not (scratch := random_init_config(checkpoint, _plain(presets or {}), overrides))[1]:
+            # pretrained=false without the hub: the family's default config (backbones.from_scratch),
+            # a tokenizer trained on the task's text and the model built when it arrives, as a preset
+            self.model_config = scratch[0]
+            self.preset = "default"
+            if tokenizer_dir:
+                self.attach(tokenizer=self._load_tokenizer(tokenizer_dir))
         else:
             self.tokenizer = self._load_tokenizer(self._tokenizer_source)
             self.model_config = load_or_explain(lambda: AutoConfig.from_pretrained(checkpoint), checkpoint)
@@ -241,13 +249,15 @@ class HFLanguageModel(nn.Module):
         return int(pad if pad is not None else self.tokenizer.eos_token_id)
 
     def data_spec(self) -> dict[str, Any]:
-        """tokenizer (None until a preset's one is trained), tokenizer_training, max_length, architecture."""
+        """tokenizer (None until a preset's one is trained), tokenizer_training, max_length, architecture,
+        model_type (the transformers family: bart, t5, mbart... picks the denoising noise)."""
         max_length = getattr(self.model_config, "n_positions", None) or getattr(self.model_config, "max_position_embeddings", None)
         return {
             "tokenizer": self.tokenizer,
             "tokenizer_training": dict(self.tokenizer_training),
             "max_length": max_length,
             "architecture": self.architecture,
+            "model_type": str(self.model_config.model_type),
         }
 
     def rebuild_kwargs(self) -> dict[str, Any]:

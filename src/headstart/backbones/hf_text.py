@@ -22,6 +22,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.from_scratch import random_init_config
 
 
 def _plain(value: Any) -> Any:
@@ -89,9 +90,22 @@ class HFTextEncoder(nn.Module):
                 raise ValueError(f"model.preset={preset} is not defined; choose one of {sorted(presets)}")
             # Built now so hidden_size is known before the tokenizer arrives; the model waits for it.
             self.model_config: PretrainedConfig = AutoConfig.for_model(**{**presets[preset], **overrides})
+        elif not pretrained:
+            self._random_init(checkpoint, _plain(presets or {}), overrides)
         else:
             self._load_checkpoint(checkpoint, pretrained, overrides)
         self.hidden_size = int(self.model_config.hidden_size)
+
+    def _random_init(self, checkpoint: str, presets: dict[str, Any], overrides: dict[str, Any]) -> None:
+        """``pretrained=False``: the checkpoint's architecture and tokenizer when reachable; otherwise
+        the family's default config with ``config`` overrides, and (like a preset) a tokenizer
+        trained on the task's text, the model being built when it is attached."""
+        self.model_config, from_checkpoint = random_init_config(checkpoint, presets, overrides)
+        if from_checkpoint:
+            self.tokenizer = load_or_explain(lambda: AutoTokenizer.from_pretrained(checkpoint), checkpoint)
+            self._set_model(AutoModel.from_config(self.model_config))
+        else:
+            self.preset = "default"  # waits for a trained tokenizer, as a preset does
 
     def _load_checkpoint(self, checkpoint: str, pretrained: bool, overrides: dict[str, Any]) -> None:
         self.tokenizer = load_or_explain(lambda: AutoTokenizer.from_pretrained(checkpoint), checkpoint)
@@ -187,6 +201,15 @@ class HFTextEncoder(nn.Module):
         self._require_model()
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
+
+    def input_embeddings(self) -> nn.Embedding:
+        """The token embedding table [V, D] (an MLM decoder ties its weights to it)."""
+        return self._require_model().get_input_embeddings()
+
+    def pooler_module(self) -> nn.Module | None:
+        """The encoder's own pooler (BERT: dense + tanh on the [CLS] state; takes hidden states
+        [B, L, D] -> [B, D]), what BERT's NSP head reads; None for encoders without one."""
+        return getattr(self._require_model(), "pooler", None)
 
     def _require_model(self) -> PreTrainedModel:
         if self.model is None:

@@ -13,19 +13,29 @@ from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, PretrainedConfig
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.from_scratch import random_init_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def build_hf_config(
-    checkpoint: str, preset: str | None, presets: dict[str, dict], overrides: dict[str, Any]
+    checkpoint: str,
+    preset: str | None,
+    presets: dict[str, dict],
+    overrides: dict[str, Any],
+    pretrained: bool = True,
+    scratch_defaults: dict[str, Any] | None = None,
+    **load_kwargs: Any,
 ) -> tuple[PretrainedConfig, bool]:
     """Resolve the model config. Returns (config, load_weights).
 
     preset: a named small config from ``presets`` (random init, offline).
     overrides: config keys to change; with ``model_type`` among them the config is
     built from scratch (used when a checkpoint is reloaded without the hub).
+    pretrained=False: the checkpoint's config when reachable, else the family's default config
+    (``scratch_defaults`` + overrides; see ``backbones.from_scratch``); load_weights is False.
+    load_kwargs: ``AutoConfig.from_pretrained`` arguments for that case (e.g. ``revision``).
     """
     if preset is not None:
         if preset not in presets:
@@ -34,6 +44,8 @@ def build_hf_config(
         return AutoConfig.for_model(**kwargs), False
     if "model_type" in overrides:
         return AutoConfig.for_model(**overrides), False
+    if not pretrained:
+        return random_init_config(checkpoint, presets, overrides, scratch_defaults, **load_kwargs)[0], False
     config = load_or_explain(lambda: AutoConfig.from_pretrained(checkpoint), checkpoint)
     for key, value in overrides.items():
         setattr(config, key, value)
@@ -70,7 +82,7 @@ class HFImageEncoder(nn.Module):
         self.pooling = pooling
         self.blocks_attr = blocks_attr
         self.forward_kwargs = dict(forward_kwargs or {})
-        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}))
+        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}), pretrained)
         load_weights = load_weights and pretrained
         model_kwargs = dict(model_kwargs or {})
         if load_weights:

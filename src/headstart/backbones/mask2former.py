@@ -54,7 +54,7 @@ class Mask2FormerBackbone(nn.Module):
     ) -> None:
         super().__init__()
         self.checkpoint = checkpoint
-        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}))
+        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}), pretrained)
         load_weights = load_weights and pretrained
         if load_weights:
             self.model = load_or_explain(

@@ -35,7 +35,7 @@ class SegformerBackbone(nn.Module):
     ) -> None:
         super().__init__()
         self.checkpoint = checkpoint
-        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}))
+        hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}), pretrained)
         load_weights = load_weights and pretrained
         if load_weights:
             self.model = load_or_explain(lambda: SegformerModel.from_pretrained(checkpoint, config=hf_config), checkpoint)
@@ -50,7 +50,7 @@ class SegformerBackbone(nn.Module):
         self.feature_strides = strides
         self.hidden_size = self.feature_channels[-1]
         self.decoder_hidden_size = int(cfg.decoder_hidden_size)
-        default_size = 512 if load_weights else int(cfg.image_size)
+        default_size = 512 if load_weights else int(getattr(cfg, "image_size", 512))  # a default config has none
         self._spec = _image_spec(checkpoint if load_weights else None, image_size, image_mean, image_std, default_size)
         if freeze:
             self.model.requires_grad_(False)

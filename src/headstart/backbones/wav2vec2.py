@@ -26,6 +26,7 @@ but batch them by length (``LengthGroupedBatchSampler``) to keep padding small.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from torch import nn
 from torchaudio.models import Wav2Vec2Model, wav2vec2_model, wavlm_model
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.from_scratch import random_init_config
 
 # Same 7-layer conv stack shape (so frame stride 320 and receptive field 400 samples, as
 # the real models) with small channels and a 2-layer, 64-dim transformer.
@@ -96,17 +98,26 @@ class Wav2Vec2Backbone(nn.Module):
         pretrained: bool = True,
         freeze_steps: int = 0,
         ctc_vocab: dict[str, int] | None = None,
+        config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         masked_embed: torch.Tensor | None = None
         vocab: dict[str, int] | None = None
+        overrides = dict(config or {})
+        if overrides and (preset is not None or checkpoint.startswith(BUNDLE_PREFIXES)):
+            raise ValueError(
+                "model.config overrides a Hugging Face checkpoint's Wav2Vec2Config; size a preset with "
+                "model.presets.<name>.* (torchaudio wav2vec2_model arguments)"
+            )
         if preset is not None:
             model, self.arch = _build_preset(preset, {**DEFAULT_PRESETS, **(presets or {})})
         elif checkpoint.startswith(BUNDLE_PREFIXES):
             model, vocab, self.arch = _load_bundle(checkpoint, pretrained)
         else:
-            model, masked_embed, vocab, self.arch = _load_hf(checkpoint, pretrained)
+            model, masked_embed, vocab, self.arch = _load_hf(checkpoint, pretrained, overrides)
         ctc_head, model.aux = model.aux, None
+        # where pretraining-head weights (quantizer, projections) may be read from: HF checkpoints only
+        self.checkpoint_source = checkpoint if preset is None and pretrained and not checkpoint.startswith(BUNDLE_PREFIXES) else None
         self.model = model
         self.__dict__["_pretrained_ctc_head"] = ctc_head  # unregistered on purpose, see module doc
         self.pretrained_vocab = vocab
@@ -152,7 +163,7 @@ class Wav2Vec2Backbone(nn.Module):
     def rebuild_kwargs(self) -> dict[str, Any]:
         """Constructor overrides that rebuild this architecture offline (weights come from a checkpoint)."""
         arch = {k: [list(v) for v in val] if k == "extractor_conv_layer_config" else val for k, val in self.arch.items()}
-        return {"preset": "checkpoint", "presets": {"checkpoint": arch}, "pretrained": False, "ctc_vocab": self.ctc_vocab}
+        return {"preset": "checkpoint", "presets": {"checkpoint": arch}, "pretrained": False, "ctc_vocab": self.ctc_vocab, "config": None}
 
     @property
     def receptive_field(self) -> int:
@@ -224,6 +235,118 @@ class Wav2Vec2Backbone(nn.Module):
             x = x.masked_fill(feat_mask[:, None, :], 0.0)
         return x
 
+    # ---- pretraining (task=audio_pretraining) and the Hugging Face export -------------------------
+    def ensure_mask_embedding(self) -> nn.Parameter:
+        """The learned mask embedding [D] (created, uniform like HF's init, when mask_time_prob=0 left it out)."""
+        if self.masked_spec_embed is None:
+            self.masked_spec_embed = nn.Parameter(torch.rand(self.hidden_size))
+        return self.masked_spec_embed
+
+    def encode_masked(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None, time_mask: torch.Tensor | None,
+        feature_grad_mult: float = 1.0,
+    ) -> "PretrainingFeatures":
+        """waveforms [B, T], lengths [B], time_mask [B, F] bool (True: replace the frame by the mask
+        embedding before the transformer) -> PretrainingFeatures. No SpecAugment of its own.
+
+        feature_grad_mult scales the gradient reaching the conv feature encoder (fairseq's
+        ``feature_grad_mult``: 0.1 for wav2vec2-base pretraining).
+        """
+        features, frame_lengths = self.model.feature_extractor(waveforms, lengths)
+        if feature_grad_mult != 1.0:
+            features = features * feature_grad_mult + features.detach() * (1.0 - feature_grad_mult)
+        batch, frames, _ = features.shape
+        if frame_lengths is None:
+            frame_lengths = torch.full((batch,), frames, dtype=torch.long, device=features.device)
+        valid = torch.arange(frames, device=features.device)[None, :] < frame_lengths[:, None]
+        projection = self.model.encoder.feature_projection
+        normed = projection.layer_norm(features)
+        x = projection.dropout(projection.projection(normed))
+        x = x * valid[..., None].to(x.dtype)
+        if time_mask is not None:
+            x = torch.where(time_mask[..., None], self.ensure_mask_embedding().to(x.dtype), x)
+        bias = (~valid)[:, None, None, :].to(x.dtype) * -10000.0
+        x = self.model.encoder.transformer(x, attention_mask=bias.expand(batch, 1, frames, frames))
+        return PretrainingFeatures(features, normed, x, valid, frame_lengths)
+
+    def hf_config(self, **extra: Any) -> Any:
+        """The transformers ``Wav2Vec2Config`` of this architecture (the inverse of torchaudio's import);
+        ``extra`` adds or overrides config keys (e.g. the quantizer sizes)."""
+        import transformers
+
+        arch = self.arch
+        if arch.get("model_type", "wav2vec2") != "wav2vec2":
+            raise ValueError(f"exporting a {arch.get('model_type')!r} backbone to Hugging Face is not supported (wav2vec2 only)")
+        layers = [tuple(layer) for layer in arch["extractor_conv_layer_config"]]
+        norm = str(arch.get("extractor_mode", "group_norm")).removesuffix("_norm")
+        kwargs = dict(
+            feat_extract_norm=norm, conv_dim=[c for c, _, _ in layers], conv_kernel=[k for _, k, _ in layers],
+            conv_stride=[s for _, _, s in layers], conv_bias=bool(arch["extractor_conv_bias"]),
+            hidden_size=arch["encoder_embed_dim"], feat_proj_dropout=arch["encoder_projection_dropout"],
+            num_conv_pos_embeddings=arch["encoder_pos_conv_kernel"],
+            num_conv_pos_embedding_groups=arch["encoder_pos_conv_groups"], num_hidden_layers=arch["encoder_num_layers"],
+            num_attention_heads=arch["encoder_num_heads"], attention_dropout=arch["encoder_attention_dropout"],
+            intermediate_size=arch["encoder_ff_interm_features"], activation_dropout=arch["encoder_ff_interm_dropout"],
+            hidden_dropout=arch["encoder_dropout"], do_stable_layer_norm=bool(arch["encoder_layer_norm_first"]),
+            layerdrop=arch["encoder_layer_drop"], mask_time_prob=self.mask_time_prob,
+            mask_time_length=self.mask_time_length, mask_feature_prob=self.mask_feature_prob,
+            mask_feature_length=self.mask_feature_length,
+        )  # fmt: skip
+        return transformers.Wav2Vec2Config(**{**kwargs, **extra})
+
+    def copy_into_hf(self, hf_base: nn.Module) -> None:
+        """Load this backbone's weights into a transformers ``Wav2Vec2Model`` (strict: every name maps)."""
+        hf_base.feature_extractor.load_state_dict(self.model.feature_extractor.state_dict())
+        hf_base.feature_projection.load_state_dict(self.model.encoder.feature_projection.state_dict())
+        hf_base.encoder.load_state_dict(self.model.encoder.transformer.state_dict())
+        if self.masked_spec_embed is not None and getattr(hf_base, "masked_spec_embed", None) is not None:
+            hf_base.masked_spec_embed.data.copy_(self.masked_spec_embed.data)
+
+    def save_pretrained(self, directory: str | Path, pretraining_head: dict[str, Any] | None = None) -> None:
+        """Write a Hugging Face directory (config.json, model.safetensors, preprocessor_config.json).
+
+        pretraining_head: ``{"config": {num_codevector_groups, num_codevectors_per_group, codevector_dim,
+        proj_codevector_dim, ...}, "state_dict": {quantizer.*, project_q.*, project_hid.*}}`` writes the
+        ``Wav2Vec2ForPreTraining`` layout (the backbone under ``wav2vec2.``); without it, ``Wav2Vec2Model``.
+        Either loads back with ``model.checkpoint=<directory>`` (headstart) or ``from_pretrained`` (transformers).
+        """
+        import transformers
+
+        extra = dict(pretraining_head["config"]) if pretraining_head else {}
+        config = self.hf_config(**extra)
+        if self.masked_spec_embed is not None and config.mask_time_prob <= 0:
+            config.mask_time_prob = 1e-9  # keep the learned mask embedding (HF creates it only when > 0)
+        if pretraining_head:
+            hf = transformers.Wav2Vec2ForPreTraining(config)
+            self.copy_into_hf(hf.wav2vec2)
+            missing, unexpected = hf.load_state_dict(dict(pretraining_head["state_dict"]), strict=False)
+            if unexpected or any(not k.startswith("wav2vec2.") for k in missing):
+                raise ValueError(f"pretraining head does not fit Wav2Vec2ForPreTraining: missing {missing}, unexpected {unexpected}")
+        else:
+            hf = transformers.Wav2Vec2Model(config)
+            self.copy_into_hf(hf)
+        hf.save_pretrained(str(directory))
+        transformers.Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=self.sample_rate, padding_value=0.0, do_normalize=True,
+            return_attention_mask=config.feat_extract_norm == "layer",
+        ).save_pretrained(str(directory))  # fmt: skip
+
+    def pretraining_head_state(self) -> dict[str, Any] | None:
+        """A ``Wav2Vec2ForPreTraining`` checkpoint's quantizer / project_q / project_hid (continued
+        pretraining), read from the checkpoint this backbone was loaded from; None otherwise."""
+        source = getattr(self, "checkpoint_source", None)
+        if source is None:
+            return None
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(source)
+        if "Wav2Vec2ForPreTraining" not in (config.architectures or []):
+            return None
+        full = transformers.Wav2Vec2ForPreTraining.from_pretrained(source)
+        state = {k: v for k, v in full.state_dict().items() if not k.startswith("wav2vec2.")}
+        keys = ("num_codevector_groups", "num_codevectors_per_group", "codevector_dim", "proj_codevector_dim")
+        return {"config": {k: getattr(config, k) for k in keys}, "state_dict": state}
+
 
 def span_mask(lengths: torch.Tensor, size: int, prob: float, span: int) -> torch.Tensor:
     """Random spans covering about ``prob`` of each row's first ``lengths[b]`` positions.
@@ -290,14 +413,24 @@ def _download_bundle(bundle: Any) -> nn.Module:
 
 
 def _load_hf(
-    checkpoint: str, pretrained: bool
+    checkpoint: str, pretrained: bool, overrides: dict[str, Any] | None = None
 ) -> tuple[Wav2Vec2Model, torch.Tensor | None, dict[str, int] | None, dict[str, Any]]:
-    """HF checkpoint -> (torchaudio model with aux for CTC checkpoints, masked_spec_embed, vocab, arch)."""
+    """HF checkpoint -> (torchaudio model with aux for CTC checkpoints, masked_spec_embed, vocab, arch).
+
+    overrides: Wav2Vec2Config keys to change. With ``pretrained=False`` and the checkpoint's config
+    out of reach, the default ``Wav2Vec2Config`` (wav2vec2-base) is used (``backbones.from_scratch``).
+    """
     import transformers
     from torchaudio.models.wav2vec2.utils import import_huggingface_model
     from torchaudio.models.wav2vec2.utils.import_huggingface import _get_config, _get_config_wavlm
 
-    config = load_or_explain(lambda: transformers.AutoConfig.from_pretrained(checkpoint), checkpoint)
+    overrides = dict(overrides or {})
+    if pretrained:
+        config = load_or_explain(lambda: transformers.AutoConfig.from_pretrained(checkpoint), checkpoint)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+    else:
+        config, _ = random_init_config(checkpoint, {"default": {"model_type": "wav2vec2"}}, overrides)
     classes = {
         "wav2vec2": (transformers.Wav2Vec2Model, transformers.Wav2Vec2ForCTC),
         "wavlm": (transformers.WavLMModel, transformers.WavLMForCTC),
@@ -336,3 +469,20 @@ def _read_hf_vocab(checkpoint: str) -> dict[str, int] | None:
             return None
     mapping = json.loads(Path(path).read_text(encoding="utf-8"))
     return mapping if all(isinstance(v, int) for v in mapping.values()) else None
+
+
+@dataclass
+class PretrainingFeatures:
+    """What the contrastive objective needs from one forward pass (all [B, F, ...], F frames).
+
+    features: conv feature-encoder output before its layer norm [B, F, C] (the feature penalty);
+    normed: ``feature_projection.layer_norm(features)`` [B, F, C], the quantizer's input (HF's
+    ``extract_features``); hidden_states: transformer output [B, F, D] with masked frames replaced
+    by the mask embedding at its input; valid: [B, F] bool; lengths: [B] valid frames.
+    """
+
+    features: torch.Tensor
+    normed: torch.Tensor
+    hidden_states: torch.Tensor
+    valid: torch.Tensor
+    lengths: torch.Tensor

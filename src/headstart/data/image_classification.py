@@ -82,6 +82,7 @@ class ImageClassificationDataModule(DataModule):
         image_size: int | None = None,
         crop_scale: Sequence[float] = (0.08, 1.0),
         hflip: float = 0.5,
+        eval_crop_ratio: float = 0.875,
         synthetic_classes: Sequence[str] = SHAPES[:6],
         synthetic_sizes: dict[str, int] | None = None,
         synthetic_image_size: int = 64,
@@ -99,6 +100,7 @@ class ImageClassificationDataModule(DataModule):
         self.image_size = image_size
         self.crop_scale = tuple(crop_scale)
         self.hflip = hflip
+        self.eval_crop_ratio = eval_crop_ratio
         self.synthetic_classes = tuple(synthetic_classes)
         self.synthetic_sizes = dict(synthetic_sizes or {"train": 2000, "val": 400, "test": 400})
         self.synthetic_image_size = synthetic_image_size
@@ -134,7 +136,7 @@ class ImageClassificationDataModule(DataModule):
         size = self.image_size or self.spec.get("image_size", 224)
         return classification_transforms(
             train, size, self.spec.get("image_mean", (0.5,) * 3), self.spec.get("image_std", (0.5,) * 3),
-            self.crop_scale, self.hflip,
+            self.crop_scale, self.hflip, self.eval_crop_ratio,
         )
 
     def setup(self, stage: str | None = None) -> None:

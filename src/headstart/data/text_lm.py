@@ -13,7 +13,7 @@ Prediction reads prompts (one per line, or JSONL with ``prompt_column``), each p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -55,24 +55,29 @@ def collate_blocks(samples: list[Any]) -> dict[str, Any]:
 
 def paragraphs(lines: list[tuple[str, str | Skipped]], mode: Literal["paragraph", "line", "file"]) -> list[Doc]:
     """Group (where, line) pairs into documents: blank-line separated paragraphs, lines, or all."""
+    return list(iter_paragraphs(lines, mode))
+
+
+def iter_paragraphs(lines: Iterable[tuple[str, str | Skipped]], mode: Literal["paragraph", "line", "file"]) -> Iterator[Doc]:
+    """:func:`paragraphs` as a generator, for streaming a file larger than memory (``file`` mode
+    still holds one whole file: it is one document)."""
     if mode == "line":
-        return [(w, t) for w, t in lines if isinstance(t, Skipped) or t.strip()]
-    docs: list[Doc] = []
+        yield from ((w, t) for w, t in lines if isinstance(t, Skipped) or t.strip())
+        return
     where, current = None, []
     for w, text in lines:
         if isinstance(text, Skipped):
-            docs.append((w, text))
+            yield w, text
             continue
         if mode == "paragraph" and not text.strip():
             if current:
-                docs.append((where, "\n".join(current)))
+                yield where, "\n".join(current)
             where, current = None, []
             continue
         where = where or w
         current.append(text)
     if current:
-        docs.append((where, "\n".join(current)))
-    return docs
+        yield where, "\n".join(current)
 
 
 class TextLMDataModule(DataModule):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
@@ -103,6 +104,12 @@ def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: boo
         task = instantiate(without(cfg.task, TASK_META_KEYS), backbone=backbone, **info, _convert_="all")
     except TypeError as err:
         raise ConfigError(f"task={cfg.task.name}: {err}") from err
+    except InstantiationException as err:
+        # A constructor's own ValueError/TypeError (e.g. task.nsp=true on a model without
+        # segment embeddings) is a config mistake: one line, not Hydra's wrapped traceback.
+        if isinstance(err.__cause__, (TypeError, ValueError)):
+            raise ConfigError(f"task={cfg.task.name}: {err.__cause__}") from err
+        raise
     task.meta = {
         "choices": group_choices(cfg),
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -16,6 +16,10 @@ from PIL import Image
 from headstart.data.errors import DataError
 from headstart.data.synthetic.shapes import render_shape_image
 
+# Rendered synthetic images are kept (per process) while they fit in this many bytes: drawing
+# them is the slowest part of a tiny model's step, and every epoch would redraw the same ones.
+SYNTHETIC_CACHE_BYTES = 512 * 2**20
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -33,16 +37,32 @@ class ImageSplit:
 def synthetic_splits(
     classes: tuple[str, ...], sizes: dict[str, int], seed: int, image_size: int
 ) -> dict[str, ImageSplit]:
-    """Disjoint splits: each split draws from its own seed stream."""
+    """Disjoint splits: each split draws from its own seed stream; small splits are drawn once."""
     splits = {}
     for offset, (name, n) in enumerate(sizes.items()):
         split_seed = seed * 1000 + offset
 
-        def load(i: int, s: int = split_seed) -> tuple[Image.Image, int]:
+        def render(i: int, s: int = split_seed) -> tuple[Image.Image, int]:
             return render_shape_image(s, i, image_size, classes)
 
+        load = render
+        if n * image_size * image_size * 3 <= SYNTHETIC_CACHE_BYTES:
+            load = _cached(render)
         splits[name] = ImageSplit(n, load, lambda i, name=name: f"synthetic[{name}] row {i}")
     return splits
+
+
+def _cached(render: Callable[[int], tuple[Image.Image, int]]) -> Callable[[int], tuple[Image.Image, int]]:
+    """``render`` memoised; callers get a copy (transforms must not touch the kept image)."""
+    kept: dict[int, tuple[Image.Image, int]] = {}
+
+    def load(i: int) -> tuple[Image.Image, int]:
+        if i not in kept:
+            kept[i] = render(i)
+        image, label = kept[i]
+        return image.copy(), label
+
+    return load
 
 
 # ---- folder ---------------------------------------------------------------------------------

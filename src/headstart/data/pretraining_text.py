@@ -1,0 +1,464 @@
+"""DataModule for text pretraining (masked LM, denoising): documents -> cached token shards -> blocks.
+
+Sources (``data.source``): ``synthetic`` (the agreement grammar of
+:func:`~headstart.data.synthetic.text_corpora.make_grammar_documents`), ``text`` (plain text
+files or folders; a document is a blank-line separated paragraph, a line or a whole file),
+``jsonl`` / ``csv`` (``text_column``), ``hf`` (a ``datasets`` hub name, read streaming, or a
+``save_to_disk`` directory, memory-mapped). Splits come from the files' names or
+``train_path`` / ``val_path`` / ``test_path`` (:mod:`headstart.data.sources.text_splits`);
+without a validation split the last ``val_fraction`` of the documents is held out (hub data
+read streaming: counted in one pass first).
+
+Each split is tokenized once into a :mod:`token shard <headstart.data.token_shards>` under
+``cache_dir``, keyed by a hash of the tokenizer, the source (file paths, sizes and mtimes, or
+the hub name and split) and the settings; later runs reuse it. Blocks are cut at load time
+(``block_size`` less the collator's special tokens), so changing ``block_size`` or the noise
+needs no re-tokenizing. Without NSP, blocks run across document boundaries (RoBERTa's
+FULL-SENTENCES packing, a separator token between documents); with ``noise.nsp`` the shard
+keeps sentences and items are BERT's sentence pairs (:mod:`headstart.data.nsp_pairs`).
+
+The collator comes from the task's noise settings (``data.noise: ${task.noise}``) through
+:func:`make_collator`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import Dataset
+
+from headstart.data.base import DataModule
+from headstart.data.errors import DataError, Skipped
+from headstart.data.masking import MLMCollator, special_ids
+from headstart.data.nsp_pairs import SentencePairDataset
+from headstart.data.sources.text import read_lines, read_records, require_columns
+from headstart.data.sources.text_splits import field, split_files
+from headstart.data.synthetic.text_corpora import make_grammar_documents
+from headstart.data.text_lm import TEXT_SUFFIXES, ItemsDataset, iter_paragraphs, read_prompts
+from headstart.data.token_shards import (
+    BlockDataset, Doc, TokenShard, files_fingerprint, shard_key, tokenizer_fingerprint, write_shard,
+)
+
+NoiseKind = Literal["mlm", "infilling", "span_corruption", "auto"]
+RECORD_SUFFIXES = {"jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv", ".tsv")}
+
+
+def resolve_noise(noise: dict[str, Any] | None, spec: dict[str, Any], tokenizer: Any = None) -> dict[str, Any]:
+    """``noise`` with ``kind: auto`` (or no noise) resolved from the model: infilling for BART,
+    span corruption for T5, masked LM otherwise."""
+    noise = dict(noise or {"kind": "auto"})
+    kind = noise.get("kind", "auto")
+    if kind == "auto":
+        family = str(spec.get("model_type") or (spec.get("tokenizer_training") or {}).get("family")
+                     or spec.get("tokenizer_family") or type(tokenizer).__name__).lower()
+        kind = "infilling" if "bart" in family else "span_corruption" if "t5" in family else "mlm"
+    if kind not in ("mlm", "infilling", "span_corruption"):
+        raise DataError(f"noise.kind={kind} is not one of mlm, infilling, span_corruption, auto")
+    return {**noise, "kind": kind}
+
+
+def make_collator(noise: dict[str, Any], tokenizer: Any, **extra: Any) -> Any:
+    """The collator for ``noise`` (kind resolved): MLMCollator, InfillingCollator or SpanCorruptionCollator.
+
+    Every key but ``kind`` goes to the constructor; ``extra`` (seed, fixed_per_batch,
+    pad_to_multiple_of) only where the constructor takes it and the noise does not set it.
+    """
+    settings = {k: v for k, v in noise.items() if k != "kind"}
+    kind = noise.get("kind")
+    if kind == "mlm":
+        cls: Any = MLMCollator
+    elif kind in ("infilling", "span_corruption"):
+        from headstart.data import noising  # written beside this module; imported only when used
+
+        cls = noising.InfillingCollator if kind == "infilling" else noising.SpanCorruptionCollator
+    else:
+        raise DataError(f"noise.kind={kind} is not one of mlm, infilling, span_corruption (resolve auto first)")
+    accepted = inspect.signature(cls).parameters
+    settings.update({k: v for k, v in extra.items() if k in accepted and k not in settings})
+    return cls(tokenizer, **settings)
+
+
+class TextPretrainingDataModule(DataModule):
+    """Text pretraining data from synthetic, text, jsonl/csv or hf documents (see module docstring).
+
+    noise: the task's noise settings (``kind`` + the collator's keys; ``nsp`` for sentence pairs).
+    block_size: tokens per model input, special tokens included (capped by the model's positions).
+    cache_dir: where token shards are written (default ``~/.cache/headstart/token_shards``).
+    tokenize_workers: processes tokenizing (null: min(4, cpus); 0 or 1: in this process).
+    short_seq_prob: NSP only: share of pairs aiming shorter than the block (BERT: 0.1).
+    tokenizer_max_texts: documents a preset's tokenizer is trained on (streamed, first N).
+    """
+
+    def __init__(
+        self,
+        noise: dict[str, Any] | None = None,
+        source: Literal["synthetic", "text", "jsonl", "csv", "hf"] = "synthetic",
+        path: str | None = None,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        val_fraction: float = 0.05,
+        block_size: int = 128,
+        document_split: Literal["paragraph", "line", "file"] = "paragraph",
+        text_column: str = "text",
+        synthetic_sizes: dict[str, int] | None = None,
+        synthetic_sentences: Sequence[int] = (3, 6),
+        hf_name: str | None = None,
+        hf_subset: str | None = None,
+        hf_splits: dict[str, str | None] | None = None,
+        cache_dir: str | None = None,
+        tokenize_workers: int | None = None,
+        tokenize_chunk_docs: int = 512,
+        short_seq_prob: float = 0.1,
+        tokenizer_max_texts: int = 50000,
+        pad_to_multiple_of: int | None = None,
+        **loader: Any,
+    ) -> None:
+        super().__init__(**loader)
+        self.noise_cfg = dict(noise) if noise else None
+        self.source = source
+        self.paths = {"path": path, "train_path": train_path, "val_path": val_path, "test_path": test_path}
+        self.val_fraction, self.block_size, self.document_split = val_fraction, block_size, document_split
+        self.text_column = text_column
+        self.synthetic_sizes = dict(synthetic_sizes or {"train": 2000, "val": 200})
+        self.synthetic_sentences = tuple(synthetic_sentences)
+        self.hf = {"name": hf_name or path, "subset": hf_subset,
+                   "splits": dict(hf_splits or {"train": "train", "val": "validation", "test": "test"})}
+        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "headstart" / "token_shards")
+        self.tokenize_workers = min(4, os.cpu_count() or 1) if tokenize_workers is None else tokenize_workers
+        self.tokenize_chunk_docs, self.short_seq_prob = tokenize_chunk_docs, short_seq_prob
+        self.tokenizer_max_texts, self.pad_to_multiple_of = tokenizer_max_texts, pad_to_multiple_of
+        self.tokenizer: Any = None
+        self.noise: dict[str, Any] = {}
+        self.shards: dict[str, TokenShard] = {}
+        self._splits: dict[str, Any] | None = None
+        self._counts: dict[str, int] = {}
+
+    # ---- documents, streamed -------------------------------------------------------------------
+    def split_names(self) -> list[str]:
+        """The splits this source has ("train", "val" and maybe "test")."""
+        return sorted(self._split_sources())
+
+    def _split_sources(self) -> dict[str, Any]:
+        """Split -> what it reads (files, an hf split name, a synthetic size); "val" may be held out."""
+        if self._splits is not None:
+            return self._splits
+        if self.source == "synthetic":
+            splits: dict[str, Any] = dict(self.synthetic_sizes)
+        elif self.source in ("text", "jsonl", "csv"):
+            suffixes = TEXT_SUFFIXES if self.source == "text" else RECORD_SUFFIXES[self.source]
+            splits = dict(split_files(**self.paths, suffixes=suffixes))
+        elif self.source == "hf":
+            if self.hf["name"] is None:
+                raise DataError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
+            splits = {ours: theirs for ours, theirs in self.hf["splits"].items() if theirs is not None}
+        else:
+            raise DataError(f"data.source={self.source} is not one of synthetic, text, jsonl, csv, hf")
+        if "train" not in splits:
+            raise DataError("no training split configured")
+        if self.source == "hf":  # a split the dataset lacks is left out (val is then held out of train)
+            available = self._hf_split_names()
+            splits = {k: v for k, v in splits.items() if k == "train" or available is None or v in available}
+        if "val" not in splits:
+            splits["val"] = "held-out"
+        self._splits = splits
+        return splits
+
+    def iter_docs(self, split: str) -> Iterator[Doc]:
+        """(where, text or Skipped) of ``split``'s documents, one at a time."""
+        sources = self._split_sources()
+        if sources.get("val") == "held-out" and split in ("train", "val"):
+            total = self._count("train")
+            n_val = max(1, int(round(total * self.val_fraction)))
+            if not 0 < self.val_fraction < 1 or total < 2:
+                raise DataError(f"{total} training document(s) and data.val_fraction={self.val_fraction}: "
+                                "cannot hold out a validation split (give data.val_path)")
+            lo, hi = (0, total - n_val) if split == "train" else (total - n_val, total)
+            return itertools.islice(self._raw_docs("train"), lo, hi)
+        return self._raw_docs(split)
+
+    def _count(self, split: str) -> int:
+        if split not in self._counts:
+            self._counts[split] = sum(1 for _ in self._raw_docs(split))
+        return self._counts[split]
+
+    def _raw_docs(self, split: str) -> Iterator[Doc]:
+        source = self._split_sources()[split]
+        if self.source == "synthetic":
+            offset = sorted(self.synthetic_sizes).index(split)
+            low, high = self.synthetic_sentences
+            made = make_grammar_documents(int(source), self.seed + 1000 * offset, low, high)
+            return ((f"synthetic:{split}:{i}", d["text"]) for i, d in enumerate(made))
+        if self.source == "hf":
+            return self._hf_docs(split, source)
+        return (doc for file in source for doc in self._file_docs(Path(file)))
+
+    def _file_docs(self, file: Path) -> Iterator[Doc]:
+        """Documents of one file; a file without any is an error naming it (or a counted skip)."""
+        found = False
+        for doc in self._read_file(file):
+            found = True
+            yield doc
+        if not found:
+            if self.on_error != "skip":
+                raise DataError(f"{file}: empty file (no text)")
+            yield str(file), Skipped(str(file), "empty file (no text)")
+
+    def _read_file(self, file: Path) -> Iterator[Doc]:
+        if self.source == "text":
+            yield from iter_paragraphs(read_lines(file, self.on_error, skip_blank=False), self.document_split)
+            return
+        for where, record in read_records(file, self.on_error):
+            if isinstance(record, Skipped):
+                yield where, record
+                continue
+            try:
+                require_columns(where, record, [self.text_column])
+            except DataError as err:
+                if self.on_error != "skip":
+                    raise
+                yield where, Skipped(where, str(err).split(": ", 1)[-1])
+                continue
+            yield where, str(field(record, self.text_column))
+
+    def _hf_split_names(self) -> list[str] | None:
+        """The dataset's split names (None: unknown, e.g. the hub is unreachable; reading will say)."""
+        import datasets
+
+        name = self.hf["name"]
+        try:
+            if Path(name).is_dir():
+                loaded = datasets.load_from_disk(name)
+                return list(loaded) if isinstance(loaded, datasets.DatasetDict) else ["train"]
+            return list(datasets.get_dataset_split_names(name, self.hf["subset"]))
+        except Exception:  # hub/network failures surface as many exception types
+            return None
+
+    def _hf_docs(self, split: str, theirs: str) -> Iterator[Doc]:
+        """Documents of an hf split: a save_to_disk directory (memory-mapped) or the hub, streaming."""
+        import datasets
+
+        name = self.hf["name"]
+        try:
+            if Path(name).is_dir():
+                loaded = datasets.load_from_disk(name)
+                table = loaded[theirs] if isinstance(loaded, datasets.DatasetDict) else loaded
+                if not isinstance(loaded, datasets.DatasetDict) and theirs != self.hf["splits"].get("train"):
+                    raise KeyError(theirs)
+            else:
+                table = datasets.load_dataset(name, self.hf["subset"], split=theirs, streaming=True)
+        except KeyError as err:
+            raise DataError(f"{name}: no split '{theirs}' (set data.hf_splits)") from err
+        except Exception as err:  # hub/network failures surface as many exception types
+            first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            raise DataError(f"could not load dataset '{name}' ({first}); without network access point "
+                            "data.hf_name at a local directory written by datasets' save_to_disk") from err
+        columns = table.column_names or []
+        if columns and self.text_column not in columns:
+            raise DataError(f"{name}[{theirs}]: no column '{self.text_column}' (columns: {columns})")
+        rows = table.select_columns([self.text_column]).iter(batch_size=1000)
+        index = 0
+        for batch in rows:
+            for text in batch[self.text_column]:
+                if text is not None and str(text).strip():
+                    yield f"{name}[{theirs}]:{index}", str(text)
+                index += 1
+
+    # ---- model hand-off ------------------------------------------------------------------------
+    def configure(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Take the model's tokenizer, or train one for a preset on the (streamed) training text."""
+        self.spec = dict(spec)
+        if spec.get("max_length"):
+            self.block_size = min(self.block_size, int(spec["max_length"]))
+        self.tokenizer = spec.get("tokenizer")
+        answer: dict[str, Any] = {}
+        if self.tokenizer is None:
+            self.tokenizer = self._preset_tokenizer(spec)
+            answer = {"tokenizer": self.tokenizer}
+        self.noise = resolve_noise(self.noise_cfg, spec, self.tokenizer)
+        return answer
+
+    def _preset_tokenizer(self, spec: dict[str, Any]) -> Any:
+        """A tokenizer for a preset, trained on the first ``tokenizer_max_texts`` training documents.
+
+        Training is not deterministic in ``tokenizers`` (ties), so a tokenizer trained once is cached
+        beside the shards, keyed by the training data and settings: the next run gets the very same
+        vocabulary and so reuses the shards instead of tokenizing again.
+        """
+        from transformers import PreTrainedTokenizerFast
+
+        from headstart.backbones.tokenizer_training import FAMILY_KIND, train_tokenizer
+
+        if spec.get("tokenizer_training"):
+            settings = dict(spec["tokenizer_training"])
+        else:
+            family = spec.get("tokenizer_family", "bert")
+            settings = {"kind": FAMILY_KIND[family], "family": family,
+                        "vocab_size": int(spec.get("tokenizer_vocab_size", 2000))}
+        max_length = int(spec.get("max_length") or 512)
+        key = shard_key(**self.source_identity("train"), settings=settings, max_texts=self.tokenizer_max_texts,
+                        max_length=max_length)
+        directory = self.cache_dir / f"tokenizer-{key}"
+        if (directory / "tokenizer.json").is_file():
+            rank_zero_info(f"data: reusing cached tokenizer {directory}")
+            return PreTrainedTokenizerFast.from_pretrained(str(directory))
+        texts = (t for _, t in self.iter_docs("train") if isinstance(t, str))
+        tokenizer = train_tokenizer(itertools.islice(texts, self.tokenizer_max_texts), model_max_length=max_length,
+                                    **settings)
+        if len(tokenizer) <= len(special_ids(tokenizer)):
+            raise DataError("no training text to train a tokenizer on")
+        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+        tokenizer.save_pretrained(str(tmp))
+        try:
+            tmp.rename(directory)
+        except OSError:  # another process cached one first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return PreTrainedTokenizerFast.from_pretrained(str(directory))
+        return tokenizer
+
+    def info(self) -> dict[str, Any]:
+        tok = self._require_tokenizer()
+        return {"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "mask_token_id": tok.mask_token_id,
+                "special_ids": sorted(special_ids(tok)), "noise": dict(self.noise)}
+
+    def _require_tokenizer(self) -> Any:
+        if self.tokenizer is None:
+            raise RuntimeError("configure(spec) must run first: the tokenizer comes from the model")
+        return self.tokenizer
+
+    # ---- shards --------------------------------------------------------------------------------
+    @property
+    def nsp(self) -> bool:
+        return bool(self.noise.get("nsp", False))
+
+    @property
+    def separator_id(self) -> int | None:
+        tok = self._require_tokenizer()
+        return tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+
+    def source_identity(self, split: str) -> dict[str, Any]:
+        """What ``split``'s documents are (files with sizes and mtimes, hf name and split, synthetic seed)."""
+        source = self._split_sources()[split]
+        held_out = self._split_sources()["val"] == "held-out" and split in ("train", "val")
+        if self.source == "synthetic":
+            what: Any = {"n": source, "seed": self.seed, "sentences": self.synthetic_sentences}
+        elif self.source == "hf":
+            theirs = self._split_sources()["train"] if held_out else source
+            local = Path(self.hf["name"]).is_dir()
+            what = {"name": self.hf["name"], "subset": self.hf["subset"], "split": theirs,
+                    "files": files_fingerprint([self.hf["name"]]) if local else None}
+        else:
+            files = self._split_sources()["train"] if held_out else source
+            what = {"files": files_fingerprint(files), "document_split": self.document_split}
+        return {"source": self.source, "what": what, "split": split, "column": self.text_column,
+                "held_out": self.val_fraction if held_out else None, "on_error": self.on_error}
+
+    def shard_dir(self, split: str) -> Path:
+        """Where ``split``'s shard lives: a hash of tokenizer, source and settings."""
+        key = shard_key(
+            tokenizer=tokenizer_fingerprint(self._require_tokenizer()), **self.source_identity(split),
+            separator=self.separator_id, segmenting="sentence" if self.nsp else "document",
+        )
+        return self.cache_dir / f"{split}-{key}"
+
+    def build_shard(self, split: str) -> TokenShard:
+        """Tokenize ``split`` into its shard (or find it in the cache) and open it."""
+        if split not in self.shards:
+            directory = write_shard(
+                self.shard_dir(split), self.iter_docs(split), self.tokenizer, self.separator_id,
+                segmenting="sentence" if self.nsp else "document", workers=self.tokenize_workers,
+                chunk_docs=self.tokenize_chunk_docs, description=f"{self.source} {split}",
+            )
+            self.shards[split] = TokenShard(directory)
+        return self.shards[split]
+
+    def prepare_data(self) -> None:
+        """Tokenize every split once (Lightning calls this on one process per node before setup)."""
+        if self.tokenizer is not None:
+            for split in self.split_names():
+                self.build_shard(split)
+
+    # ---- datasets and collators ----------------------------------------------------------------
+    def make_collator(self, evaluation: bool) -> Any:
+        return make_collator(self.noise, self._require_tokenizer(), seed=self.seed, fixed_per_batch=evaluation,
+                             pad_to_multiple_of=self._multiple())
+
+    def _multiple(self) -> int:
+        if self.pad_to_multiple_of is not None:
+            return int(self.pad_to_multiple_of)
+        precision = str(getattr(self.trainer, "precision", "32")) if self.trainer is not None else "32"
+        return 8 if "16" in precision else 1
+
+    def dataset(self, split: str) -> Dataset:
+        shard = self.build_shard(split)
+        room = self.block_size - int(self.collate.special_tokens_per_block)
+        if room < 2:
+            raise DataError(f"data.block_size={self.block_size} leaves no room beside the special tokens")
+        if self.nsp:
+            data: Dataset = SentencePairDataset(shard, room, self.seed, self.short_seq_prob)
+            count = len(data.chunks)
+        else:
+            data = BlockDataset(shard, room, keep_last=split != "train")
+            count = data.n_blocks
+        if count == 0:
+            raise DataError(f"{split} split has {shard.n_tokens} tokens ({shard.meta['n_skipped']} documents "
+                            f"skipped): too few for one block of {room} tokens (lower data.block_size)")
+        return data
+
+    def setup(self, stage: str | None = None) -> None:
+        self._require_tokenizer()
+        self.collate = self.make_collator(evaluation=False)
+        self.eval_collate = self.make_collator(evaluation=True)
+        if stage in (None, "fit", "validate", "test"):
+            self.train_set = self.dataset("train")
+            self.val_set = self.dataset("val")
+            if "test" in self.split_names():
+                self.test_set = self.dataset("test")
+
+    def _eval_loader(self, make: Any) -> Any:
+        """An evaluation loader that masks each batch the same way every epoch."""
+        train_collate, self.collate = self.collate, self.eval_collate
+        try:
+            return make()
+        finally:
+            self.collate = train_collate
+
+    def val_dataloader(self) -> Any:
+        return self._eval_loader(super().val_dataloader)
+
+    def test_dataloader(self) -> Any:
+        return self._eval_loader(super().test_dataloader)
+
+    # ---- prediction (fill-mask) ----------------------------------------------------------------
+    def set_predict_inputs(self, inputs: str | Sequence[str]) -> None:
+        """Texts (a .txt file, one per line, or JSONL/CSV ``text_column``), tokenized with special
+        tokens and NOT masked: write the tokenizer's mask token where predictions are wanted."""
+        self.predict_set = ItemsDataset(read_prompts(inputs, (self.text_column,), self.on_error))
+        self.collate_predict = TextCollator(self._require_tokenizer(), self.block_size)
+
+    def predict_dataloader(self) -> Any:
+        import torch
+
+        return torch.utils.data.DataLoader(self.predict_set, batch_size=self.eval_batch_size, shuffle=False,
+                                           collate_fn=self.collate_predict)
+
+
+class TextCollator:
+    """{"text"} samples -> input_ids / attention_mask (/ token_type_ids) [B, L] + ``texts``, in order."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, samples: list[Any]) -> dict[str, Any]:
+        from headstart.data.errors import split_skipped
+
+        kept, skipped = split_skipped(samples)
+        texts = [s["text"] for s in kept]
+        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return {**dict(encoded), "texts": texts, "_skipped": skipped}
