@@ -33,7 +33,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 UNVERIFIED_LEARNING = (
     "test_learning_image_classification.py::test_tiny_model_learns_synthetic_shapes",
     "test_object_detection.py::test_tiny_detr_learns_synthetic_shapes",
-    "test_audio_pretraining.py::test_tiny_wav2vec2_learns",
 )
 
 

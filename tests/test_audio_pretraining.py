@@ -335,7 +335,9 @@ def test_media_shows_masked_targets_predictions_and_code_usage() -> None:
 def test_tiny_wav2vec2_learns_contrastive_task_on_tone_sequences(tmp_path: Path) -> None:
     """Chance is 1/(K+1) = 1/21 with the experiment's K=20 distractors: ask for 5x chance, and a
     code perplexity above 4 so the accuracy is not that of a collapsed codebook (identical
-    distractors are -inf, so one code for everything would rank the positive first trivially)."""
+    distractors are -inf, so one code for everything would rank the positive first trivially).
+    Measured (2 shared CPU cores, load ~5): 360 steps in 67 s, val/contrastive_acc 0.46 (9.7x chance;
+    0.48 with seed=1) at code perplexity 15.1 of 16; accuracy takes off after ~100 steps."""
     results = train(make_cfg(tmp_path, "experiment=synthetic/audio_pretraining_wav2vec2"))
     assert results["val/contrastive_acc"] >= 5 / 21, results
     assert results["val/code_perplexity"] > 4, results

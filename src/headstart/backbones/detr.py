@@ -108,7 +108,11 @@ class DetrBackbone(nn.Module):
         load_weights = load_weights and pretrained
         self._head_weights: dict[str, torch.Tensor] | None = None
         self._head_labels: list[str] = []
-        self.model = self._load(hf_config) if load_weights else DetrModel(hf_config)
+        if load_weights:
+            self.model = self._load(hf_config)
+        else:
+            self.model = DetrModel(hf_config)
+            detr_init(self.model)
         self.hidden_size = int(self.model.config.d_model)
         self.num_queries = int(self.model.config.num_queries)
         self.cnn_lr = cnn_lr
@@ -188,6 +192,26 @@ class DetrBackbone(nn.Module):
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> QueryOutput:
         out = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask, return_dict=True)
         return QueryOutput(query_states=out.intermediate_hidden_states)
+
+
+def detr_init(model: DetrModel) -> None:
+    """DETR's own initialisation of a model trained from scratch (facebookresearch/detr):
+    xavier-uniform transformer weights, N(0, 1) object queries, PyTorch's default input projection.
+
+    transformers initialises every linear layer and the query embeddings from N(0, init_std = 0.02),
+    a choice for fine-tuning pretrained weights. Trained from scratch at small widths (d_model 64:
+    a 0.16 gain per layer) it leaves the object queries nearly identical and the projected image
+    features about ten times smaller than the sine position embeddings, and DETR barely learns
+    (tiny preset on synthetic shapes: val/map_50 0.10 after 8 epochs). The CNN keeps its own
+    (Kaiming) initialisation. Weights loaded afterwards (a checkpoint) replace all of this.
+    """
+    with torch.no_grad():
+        for module in (model.encoder, model.decoder):
+            for param in module.parameters():
+                if param.dim() > 1:
+                    nn.init.xavier_uniform_(param)
+        nn.init.normal_(model.query_position_embeddings.weight)
+        model.input_projection.reset_parameters()
 
 
 def _stage_index(name: str) -> int | None:

@@ -66,7 +66,7 @@ class HFImageEncoder(nn.Module):
         presets: dict[str, dict] | None = None,
         pretrained: bool = True,
         config: dict[str, Any] | None = None,
-        pooling: Literal["cls", "pooler"] = "pooler",
+        pooling: Literal["cls", "pooler", "mean"] = "pooler",
         blocks_attr: str = "encoder.layer",
         forward_kwargs: dict[str, Any] | None = None,
         model_kwargs: dict[str, Any] | None = None,
@@ -161,6 +161,9 @@ class HFImageEncoder(nn.Module):
             hidden = last
         if self.pooling == "cls":
             pooled = hidden[:, 0]
+        elif self.pooling == "mean":  # average of the patch tokens (a [CLS] token, if any, left out)
+            skip = 1 if getattr(getattr(self.model, "embeddings", None), "cls_token", None) is not None else 0
+            pooled = hidden[:, skip:].mean(dim=1)
         else:
             pooled = out.pooler_output
             if pooled.dim() > 2:
