@@ -196,9 +196,9 @@ def test_media_eval_and_fill_mask_predict_from_the_checkpoint(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_tiny_bert_learns_the_synthetic_grammar(tmp_path: Path) -> None:
-    """experiment=synthetic/masked_lm_bert: val/mlm_acc >= 0.38 (most frequent token: 0.32)."""
+    """experiment=synthetic/masked_lm_bert: val/mlm_acc >= 0.44 (most frequent token: 0.32; measured 0.485)."""
     results = train(make_cfg(tmp_path, "experiment=synthetic/masked_lm_bert"))
-    assert results["val/mlm_acc"] >= 0.38, results
+    assert results["val/mlm_acc"] >= 0.44, results
 
 
 def test_pretrain_then_fine_tune_text_classification_from_the_export(tmp_path: Path) -> None:
