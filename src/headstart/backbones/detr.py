@@ -14,6 +14,9 @@ ids, or by count).
 The CNN (a transformers ResNet, or timm's when the checkpoint says so) can be frozen, or
 trained at its own learning rate (``cnn_lr``, DETR's 1e-5 against 1e-4 for the rest) through
 :meth:`DetrBackbone.lr_groups`.
+
+A model built without weights (presets, ``pretrained=false``) gets DETR's own initialisation
+(:func:`detr_init`), not transformers' N(0, 0.02), which barely trains small widths from scratch.
 """
 
 from __future__ import annotations
