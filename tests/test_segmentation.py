@@ -200,6 +200,11 @@ def test_coco_panoptic_and_instances_sources(tmp_path: Path) -> None:
     assert (example.id_map == 2).sum() == 8  # the crowd RLE: first column
     assert (example.id_map == 1).sum() > 0
 
+    # no val JSON: validation is held out of the train JSON and still loads
+    held_out = _dm(source="coco_panoptic", path=str(tmp_path), train_path="panoptic/annotations.json", val_fraction=0.5)
+    splits = held_out._load().splits
+    assert len(splits["val"]) >= 1 and splits["val"].load(0).classes
+
 
 def test_yolo_seg_source(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()

@@ -101,7 +101,8 @@ def coco_source(
     loader = _panoptic_example if kind == "coco_panoptic" else _instances_example
 
     def make(split: str, items: list) -> SegSplit:
-        return SegSplit(len(items), lambda i: loader(*items[i], cat_index, f"{files[split]}"), lambda i: str(items[i][0]))
+        json_file = str(files.get(split, files["train"]))  # a held-out val split comes from the train JSON
+        return SegSplit(len(items), lambda i: loader(*items[i], cat_index, json_file), lambda i: str(items[i][0]))
 
     return SegSource(labels, things, {split: make(split, items) for split, items in entries.items()})
 
