@@ -17,7 +17,7 @@ from PIL import Image
 
 from headstart.data.depth_io import read_depth
 from headstart.data.errors import DataError, OnError, Skipped
-from headstart.data.sources.images import IMAGE_EXTENSIONS, split_fraction
+from headstart.data.sources.images import IMAGE_EXTENSIONS, split_folders, split_fraction
 from headstart.data.sources.text import read_lines
 from headstart.data.synthetic.depth_scenes import render_scene
 
@@ -162,19 +162,7 @@ def folder_splits(
 ) -> dict[str, DepthSplit]:
     """``path`` holding train/ val/ [test/] pair folders, or one pair folder split by ``val_fraction``,
     or explicit per-split folders (the same folder for train and val is allowed: overfitting)."""
-    paths = {"train": train_path, "val": val_path, "test": test_path}
-    if path is not None:
-        root = Path(path)
-        if not root.is_dir():
-            raise DataError(f"{root}: data folder not found")
-        if (root / "train").is_dir():
-            for split, sub in (("train", "train"), ("val", "val"), ("val", "validation"), ("test", "test")):
-                if paths[split] is None and (root / sub).is_dir():
-                    paths[split] = str(root / sub)
-        elif paths["train"] is None:
-            paths["train"] = str(root)
-    if paths["train"] is None:
-        raise DataError("data.source=folder needs data.path or data.train_path")
+    paths = split_folders(path, train_path, val_path, test_path)
     pairs = {"train": find_pairs(Path(paths["train"]))}
     if paths["val"] is None:
         pairs["train"], pairs["val"] = split_fraction(pairs["train"], val_fraction, seed)

@@ -111,6 +111,25 @@ def split_fraction(items: list[Any], fraction: float, seed: int) -> tuple[list[A
     return [items[i] for i in range(len(items)) if i not in held_set], [items[i] for i in held]
 
 
+def split_folders(path: str | None, train_path: str | None, val_path: str | None, test_path: str | None) -> dict[str, str | None]:
+    """The folder of each split: ``path``'s train/ val/ (or validation/) test/ subfolders where they
+    exist, else ``path`` itself as the train folder; explicit ``*_path`` values win."""
+    paths = {"train": train_path, "val": val_path, "test": test_path}
+    if path is not None:
+        root = Path(path)
+        if not root.is_dir():
+            raise DataError(f"{root}: data folder not found")
+        if (root / "train").is_dir():
+            for split, sub in (("train", "train"), ("val", "val"), ("val", "validation"), ("test", "test")):
+                if paths[split] is None and (root / sub).is_dir():
+                    paths[split] = str(root / sub)
+        elif paths["train"] is None:
+            paths["train"] = str(root)
+    if paths["train"] is None:
+        raise DataError("data.source=folder needs data.path or data.train_path")
+    return paths
+
+
 def folder_splits(
     path: str | None,
     train_path: str | None,
@@ -121,19 +140,7 @@ def folder_splits(
 ) -> tuple[list[str], dict[str, ImageSplit]]:
     """ImageFolder layout: ``path`` holding train/ val/ [test/], or one class tree split by fraction,
     or explicit per-split paths. Returns (class names, splits)."""
-    paths = {"train": train_path, "val": val_path, "test": test_path}
-    if path is not None:
-        root = Path(path)
-        if not root.is_dir():
-            raise DataError(f"{root}: data folder not found")
-        if (root / "train").is_dir():
-            for split, sub in (("train", "train"), ("val", "val"), ("val", "validation"), ("test", "test")):
-                if paths[split] is None and (root / sub).is_dir():
-                    paths[split] = str(root / sub)
-        else:
-            paths["train"] = str(root)
-    if paths["train"] is None:
-        raise DataError("data.source=folder needs data.path or data.train_path")
+    paths = split_folders(path, train_path, val_path, test_path)
     train_items = list_class_folder(Path(paths["train"]))
     labels = sorted({name for _, name in train_items})
     split_items: dict[str, list[tuple[Path, str]]] = {"train": train_items}
