@@ -45,6 +45,13 @@ def test_optuna_search_runs_and_resumes_from_sqlite(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "logs" / "optuna.db") as db:
         numbers = sorted(n for (n,) in db.execute("select number from trials where state = 'COMPLETE'"))
     assert numbers == list(range(6))
+    with sqlite3.connect(tmp_path / "logs" / "optuna.db") as db:
+        params = db.execute("select trial_id, param_name, param_value from trial_params").fetchall()
+    by_trial: dict[int, tuple] = {}
+    for trial, name, value in sorted(params):
+        by_trial[trial] = (*by_trial.get(trial, ()), (name, value))
+    first_run, resumed = list(by_trial.values())[:3], list(by_trial.values())[3:]
+    assert not set(first_run) & set(resumed), "the resumed search repeated the first run's trials"
 
 
 @pytest.mark.slow

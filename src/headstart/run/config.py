@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -18,6 +19,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("hs_cwd", os.getcwd, replace=True)
     OmegaConf.register_new_resolver("hs_sqlite", sqlite_url, replace=True)
     OmegaConf.register_new_resolver("hs_sweep_group", sweep_group, replace=True)
+    OmegaConf.register_new_resolver("hs_resume_seed", resume_seed, replace=True)
     OmegaConf.register_new_resolver("hs_direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode], replace=True)
 
 
@@ -25,6 +27,26 @@ def sqlite_url(path: str) -> str:
     """``sqlite:///<path>``, creating the folder (SQLite will not)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(path).resolve()}"
+
+
+def resume_seed(seed: int, storage: str, study_name: str) -> int:
+    """The sampler seed of an Optuna search: ``seed`` plus the trials the study already holds.
+
+    A resumed search re-creates its sampler; with the same seed its random start-up trials would
+    repeat the first run's parameters exactly, so each resumption draws from a new stream.
+    """
+    path = Path(str(storage).removeprefix("sqlite:///"))
+    if not path.is_file():
+        return int(seed)
+    try:
+        with sqlite3.connect(path) as db:
+            (count,) = db.execute(
+                "select count(*) from trials join studies on trials.study_id = studies.study_id"
+                " where studies.study_name = ?", (study_name,),
+            ).fetchone()
+    except sqlite3.Error:  # not an Optuna database yet
+        return int(seed)
+    return int(seed) + int(count)
 
 
 def sweep_group() -> str | None:
