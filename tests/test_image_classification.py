@@ -136,3 +136,17 @@ def test_eval_cli_accepts_data_overrides_of_the_checkpoint(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "val/acc" in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+
+def test_vit_mean_pooling_averages_the_patch_tokens(tmp_path: Path) -> None:
+    from hydra.utils import instantiate
+
+    from headstart.run.build import MODEL_META_KEYS, without
+
+    cfg = make_cfg(tmp_path, "model=vit", "model.preset=tiny", "model.pooling=mean")
+    backbone = instantiate(without(cfg.model, MODEL_META_KEYS), _convert_="all").eval()
+    with torch.no_grad():
+        out = backbone(torch.randn(2, 3, 32, 32))
+    # [CLS] (position 0) left out: the mean of the 64 patch tokens
+    assert torch.allclose(out.pooled, out.hidden_states[:, 1:].mean(dim=1))
+    assert not torch.allclose(out.pooled, out.hidden_states[:, 0])
