@@ -8,6 +8,7 @@ so a data pipeline can report it or, with ``data.on_error=skip``, count and skip
 from __future__ import annotations
 
 import io
+import logging
 import os
 import struct
 from pathlib import Path
@@ -19,6 +20,15 @@ import torch
 import torchaudio.functional as AF
 
 AudioSource = str | Path | bytes
+log = logging.getLogger(__name__)
+_noted: set[tuple] = set()  # conversions already reported by this process
+
+
+def note_once(key: tuple, message: str) -> None:
+    """Log an accepted conversion (downmix, resampling) once per process, not once per clip."""
+    if key not in _noted:
+        _noted.add(key)
+        log.warning(message)
 
 
 class AudioFileError(ValueError):
@@ -88,6 +98,13 @@ def load_audio(
 ) -> np.ndarray:
     """Decode, mix to mono, resample to ``sample_rate`` and (optionally) normalise -> [T] float32."""
     audio, rate = read_audio(source, name=name)
+    label = name or ("<bytes>" if isinstance(source, bytes) else str(source))
+    if audio.shape[1] > 1:
+        note_once(("mono", audio.shape[1]), f"audio: {label} has {audio.shape[1]} channels; mixing to mono "
+                  "(channel mean; reported once for all such files)")
+    if rate != sample_rate:
+        note_once(("rate", rate, sample_rate), f"audio: {label} is {rate} Hz; resampling to {sample_rate} Hz "
+                  "(reported once for all such files)")
     wave = resample(to_mono(audio), rate, sample_rate)
     return zero_mean_unit_var(wave) if normalize else wave
 

@@ -39,6 +39,22 @@ def target_size(height: int, width: int, size: Size) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def check_range(depth: np.ndarray, where: str, min_depth: float, max_depth: float) -> None:
+    """A map whose valid pixels all lie outside (min_depth, max_depth) would be fully masked out:
+    the loss is 0 and every metric empty, silently. The usual cause is the unit (millimetres)."""
+    valid = depth[depth > 0]
+    n_in = int(((valid > min_depth) & (valid < max_depth)).sum())
+    if valid.size == 0 or n_in > 0:
+        return
+    if valid.min() >= max_depth:
+        raise DataError(
+            f"{where}: all {valid.size} valid pixels exceed data.max_depth={max_depth:g} (max {valid.max():.1f}): "
+            "is the depth in millimetres? set data.npy_scale=1000 (.npy) or data.depth_scale (PNG units per metre)"
+        )
+    raise DataError(f"{where}: none of {valid.size} valid pixels lies in (data.min_depth={min_depth:g}, "
+                    f"data.max_depth={max_depth:g}) (min {valid.min():.4g}, max {valid.max():.4g})")
+
+
 def fit_depth(depth: np.ndarray, image_hw: tuple[int, int], where: str, resize: bool) -> np.ndarray:
     """Depth at the image's size: nearest-neighbour resized, or a DataError when that is off or impossible."""
     if depth.ndim != 2 or min(depth.shape) < 1:
@@ -93,8 +109,10 @@ class PairTransform:
 class DepthDataset(Dataset):
     """Examples of one split: {"pixel_values" [3, h, w], "depth" [h, w], "paths"}."""
 
-    def __init__(self, split: DepthSplit, transform: PairTransform, resize: bool, on_error: OnError) -> None:
+    def __init__(self, split: DepthSplit, transform: PairTransform, resize: bool, on_error: OnError,
+                 depth_range: tuple[float, float] = (0.0, float("inf"))) -> None:
         self.split, self.transform, self.resize, self.on_error = split, transform, resize, on_error
+        self.depth_range = depth_range
 
     def __len__(self) -> int:
         return len(self.split)
@@ -104,6 +122,7 @@ class DepthDataset(Dataset):
 
         def load() -> dict[str, Any]:
             image, depth = self.split.load(i)
+            check_range(depth, where, *self.depth_range)
             pixels, target = self.transform(image, fit_depth(depth, image.shape[:2], where, self.resize))
             return {"pixel_values": pixels, "depth": target, "paths": where}
 
@@ -167,6 +186,7 @@ class DepthEstimationDataModule(DataModule):
 
     min_depth / max_depth: the valid depth range (also the decoder's output scale, max_depth).
     depth_scale: 16-bit PNG units per metre (NYU 1000 = millimetres, KITTI 256).
+    npy_scale: .npy units per metre (1: metres; 1000: millimetres).
     eval_crop: metric crop for the task (garg / eigen for KITTI, eigen_nyu for NYU) or None.
     image_size: resize every image first: [H, W], or an int for the longer side, or None.
     crop_size: training random crop [H, W] (None: whole images); hflip: flip probability.
@@ -186,6 +206,7 @@ class DepthEstimationDataModule(DataModule):
         min_depth: float = 1e-3,
         max_depth: float = 10.0,
         depth_scale: float = 1000.0,
+        npy_scale: float = 1.0,
         eval_crop: Literal["garg", "eigen", "eigen_nyu"] | None = None,
         image_size: Size = None,
         crop_size: Sequence[int] | None = None,
@@ -209,6 +230,7 @@ class DepthEstimationDataModule(DataModule):
         self.depth_root = depth_root
         self.val_fraction = val_fraction
         self.min_depth, self.max_depth, self.depth_scale = float(min_depth), float(max_depth), float(depth_scale)
+        self.npy_scale = float(npy_scale)
         self.eval_crop = eval_crop
         self.image_size = image_size if image_size is None or isinstance(image_size, int) else tuple(image_size)
         self.crop_size = tuple(crop_size) if crop_size is not None else None
@@ -237,10 +259,11 @@ class DepthEstimationDataModule(DataModule):
         if self.source == "synthetic":
             self.splits = synthetic_splits(self.synthetic_sizes, self.seed, self.synthetic_image_size, self.max_depth)
         elif self.source == "folder":
-            self.splits = folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed, scale=self.depth_scale)
+            self.splits = folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed, scale=self.depth_scale,
+                                        npy_scale=self.npy_scale)
         elif self.source == "nyu":
             self.splits = list_splits(**self.paths, depth_root=self.depth_root, val_fraction=self.val_fraction,
-                                      seed=self.seed, scale=self.depth_scale, on_error=self.on_error)
+                                      seed=self.seed, scale=self.depth_scale, on_error=self.on_error, npy_scale=self.npy_scale)
         elif self.source == "hf":
             if self.hf["name"] is None:
                 raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
@@ -256,7 +279,9 @@ class DepthEstimationDataModule(DataModule):
     def setup(self, stage: str | None = None) -> None:
         self._load_splits()
         if stage in (None, "fit", "validate", "test"):
-            make = lambda name, train: DepthDataset(self.splits[name], self.transform(train), self.resize_depth, self.on_error)  # noqa: E731
+            depth_range = (self.min_depth, self.max_depth)
+            make = lambda name, train: DepthDataset(self.splits[name], self.transform(train), self.resize_depth,  # noqa: E731
+                                                    self.on_error, depth_range)
             self.train_set, self.val_set = make("train", True), make("val", False)
             if "test" in self.splits:
                 self.test_set = make("test", False)

@@ -16,11 +16,12 @@ from PIL import Image
 PNG_MM_SCALE = 1000.0  # 16-bit PNG units per metre when writing (millimetres)
 
 
-def read_depth(path: str | Path, scale: float = PNG_MM_SCALE) -> np.ndarray:
+def read_depth(path: str | Path, scale: float = PNG_MM_SCALE, npy_scale: float = 1.0) -> np.ndarray:
     """Read a depth map in metres: [H, W] float32, 0 where invalid.
 
     ``.png``: single-channel 8/16-bit integers divided by ``scale`` (units per metre).
-    ``.npy``: float metres (``scale`` ignored); [H, W] or [H, W, 1] / [1, H, W].
+    ``.npy``: numbers divided by ``npy_scale`` (units per metre: 1 for metres, 1000 for
+    millimetres); [H, W] or [H, W, 1] / [1, H, W].
     Raises ValueError naming the file when it cannot be read or holds no valid depth.
     """
     path = Path(path)
@@ -28,7 +29,7 @@ def read_depth(path: str | Path, scale: float = PNG_MM_SCALE) -> np.ndarray:
     if suffix == ".png":
         raw = _read_png(path).astype(np.float64) / scale
     elif suffix == ".npy":
-        raw = _read_npy(path)
+        raw = _read_npy(path) / npy_scale
     else:
         raise ValueError(f"depth file {path}: unsupported extension '{suffix}' (use .png or .npy)")
     depth = np.where(np.isfinite(raw) & (raw > 0), raw, 0.0).astype(np.float32)

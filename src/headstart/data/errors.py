@@ -39,8 +39,41 @@ def load_example(load: Callable[[], T], where: str, on_error: OnError) -> T | Sk
         raise DataError(f"{where}: {message}") from err
 
 
+RIDERS = "_skipped"  # key of an example dict carrying Skipped markers found at setup time
+
+
 def split_skipped(samples: list[Any]) -> tuple[list[Any], list[str]]:
-    """Separate loaded samples from Skipped markers (whose text goes into ``batch['_skipped']``)."""
-    kept = [s for s in samples if not isinstance(s, Skipped)]
-    skipped = [str(s) for s in samples if isinstance(s, Skipped)]
+    """Separate loaded samples from Skipped markers (whose text goes into ``batch['_skipped']``).
+
+    Markers may also ride on a kept example (:func:`ride_along`); they are taken off it here.
+    """
+    kept, skipped = [], []
+    for sample in samples:
+        if isinstance(sample, Skipped):
+            skipped.append(str(sample))
+        elif isinstance(sample, dict) and RIDERS in sample:
+            skipped += [str(s) for s in sample[RIDERS]]
+            kept.append({k: v for k, v in sample.items() if k != RIDERS})
+        else:
+            kept.append(sample)
     return kept, skipped
+
+
+def ride_along(items: list[Any], split: str) -> list[Any]:
+    """Attach the Skipped markers of a split read at setup time to its kept examples (dicts).
+
+    A marker that stood alone as a dataset item could fill a whole batch with nothing to train
+    on (a task then fails on the empty batch); riding on a kept example, it still reaches
+    ``batch['_skipped']`` (and the skip count) once per epoch. A split where every example was
+    skipped is a DataError naming the first bad one: there is nothing left to use.
+    """
+    markers = [it for it in items if isinstance(it, Skipped)]
+    kept = [it for it in items if not isinstance(it, Skipped)]
+    if not markers:
+        return kept
+    if not kept:
+        raise DataError(f"{split} split: all {len(markers)} examples are bad (first: {markers[0]})")
+    riders: list[list[Skipped]] = [[] for _ in kept]
+    for j, marker in enumerate(markers):
+        riders[j % len(kept)].append(marker)
+    return [{**it, RIDERS: r} if r else it for it, r in zip(kept, riders)]

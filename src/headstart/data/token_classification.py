@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, file_splits, holdout, parse_all
-from headstart.data.errors import DataError, Skipped, load_example
+from headstart.data.errors import DataError, Skipped, load_example, ride_along
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.hf import load_hf_splits
 from headstart.data.sources.text import read_jsonl, read_lines, require_columns
@@ -26,8 +26,24 @@ from headstart.data.token_alignment import tokenize_and_align_labels
 WORD = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
 
 
+def _column_count(lines: list[tuple[str, str | Skipped]]) -> int:
+    """The file's number of columns: the most common among its word lines (ties: the first seen)."""
+    counts: dict[int, int] = {}
+    for _, line in lines:
+        if isinstance(line, str) and line.strip() and not line.startswith("-DOCSTART-"):
+            n = len(line.split())
+            counts[n] = counts.get(n, 0) + 1
+    return max(counts, key=counts.__getitem__) if counts else 0
+
+
 def read_conll(path: str | Path, token_column: int, tag_column: int, on_error: str) -> list[tuple[str, Item]]:
-    """Sentences of a CoNLL file as (``file:first line``, {"tokens", "tags"}) or Skipped."""
+    """Sentences of a CoNLL file as (``file:first line``, {"tokens", "tags"}) or Skipped.
+
+    Every word line must have the file's number of columns: with one missing (``John NN O``
+    in a 4-column file) the tag column would silently hold another column's value.
+    """
+    lines = list(read_lines(path, on_error, skip_blank=False))  # type: ignore[arg-type]
+    expected = _column_count(lines)
     sentences: list[tuple[str, Item]] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -41,7 +57,7 @@ def read_conll(path: str | Path, token_column: int, tag_column: int, on_error: s
             sentences.append((start, {"tokens": tokens, "tags": tags}))
         tokens, tags, bad = [], [], None
 
-    for where, line in read_lines(path, on_error, skip_blank=False):  # type: ignore[arg-type]
+    for where, line in lines:
         if not isinstance(line, Skipped) and (not line.strip() or line.startswith("-DOCSTART-")):
             flush()
             continue
@@ -52,9 +68,12 @@ def read_conll(path: str | Path, token_column: int, tag_column: int, on_error: s
             continue
         fields = line.split()
         try:
+            if len(fields) != expected:
+                raise IndexError
             token, tag = fields[token_column], fields[tag_column]
         except IndexError:
-            error = f"{where}: {len(fields)} columns, expected token column {token_column} and tag column {tag_column}"
+            error = (f"{where}: {len(fields)} columns, the file's lines have {expected} "
+                     f"(token column {token_column}, tag column {tag_column})")
             if on_error == "raise":
                 raise DataError(error) from None
             bad = bad or Skipped(where, error.split(": ", 1)[1])
@@ -193,20 +212,22 @@ class TokenClassificationDataModule(EncoderTextDataModule):
         feature.update(tokens=list(tokens), word_spans=spans, text=text, where=where)
         return feature
 
-    def _dataset(self, items: list[tuple[str, Item]]) -> FeatureDataset:
-        return FeatureDataset([
+    def _dataset(self, split: str) -> FeatureDataset:
+        features = [
             item if isinstance(item, Skipped) else load_example(
                 lambda: self._feature(where, item["tokens"], item.get("tags")), where, self.on_error)
-            for where, item in items
-        ])
+            for where, item in self.examples[split]
+        ]
+        # skipped sentences ride on kept ones: a batch of only skipped ones would be empty
+        return FeatureDataset(ride_along(features, split))
 
     def setup(self, stage: str | None = None) -> None:
         self._load()
         if self.train_set is None:
-            self.train_set = self._dataset(self.examples["train"])
-            self.val_set = self._dataset(self.examples["val"])
+            self.train_set = self._dataset("train")
+            self.val_set = self._dataset("val")
             if "test" in self.examples:
-                self.test_set = self._dataset(self.examples["test"])
+                self.test_set = self._dataset("test")
 
     def set_predict_inputs(self, inputs: str | Sequence[str]) -> None:
         """Text lines (words as the tokenizer's pre-tokenizer splits them) or JSONL with ``tokens``
