@@ -8,10 +8,12 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from headstart.run.safe_load import safe_load
+
 
 def average_state_dicts(paths: list[str]) -> dict[str, torch.Tensor]:
     """Mean of the floating-point tensors of several checkpoints' state dicts (others from the first)."""
-    states = [torch.load(p, map_location="cpu", weights_only=True)["state_dict"] for p in paths]
+    states = [safe_load(p)["state_dict"] for p in paths]
     averaged = {}
     for key, first in states[0].items():
         if torch.is_floating_point(first):
@@ -39,7 +41,7 @@ class CheckpointAveraging(Callback):
         averaged = average_state_dicts(paths)
         pl_module.load_state_dict(averaged)
         if trainer.is_global_zero:
-            checkpoint = torch.load(paths[0], map_location="cpu", weights_only=True)
+            checkpoint = safe_load(paths[0])
             checkpoint["state_dict"] = averaged
             checkpoint["averaged_from"] = paths
             self.path = str(Path(callback.dirpath) / "averaged.ckpt")

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from headstart.run.checks import check_pairing
 from headstart.run.errors import ConfigError
+from headstart.run.literals import check_literals
 
 # Keys in task/model configs that describe the config itself, not constructor arguments.
 TASK_META_KEYS = ("name", "monitor", "monitor_mode")
@@ -89,6 +90,7 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
 def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: bool = True) -> Built:
     """Instantiate everything. ``meta``: a checkpoint's headstart meta (eval/predict)."""
     check_pairing(cfg)
+    check_literals(cfg)  # data.source=folders, data.on_error=ignore: one line before anything is built
     model_cfg = without(cfg.model, MODEL_META_KEYS)
     if meta is not None:
         model_cfg = OmegaConf.merge(model_cfg, meta["model_rebuild"])

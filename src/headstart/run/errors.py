@@ -15,9 +15,10 @@ class ConfigError(ValueError):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     from headstart.backbones.base import HubUnreachableError
+    from headstart.callbacks.nonfinite import NonFiniteLossError
     from headstart.data.errors import DataError
 
-    return (ConfigError, DataError, HubUnreachableError, FileNotFoundError, OmegaConfBaseException)
+    return (ConfigError, DataError, HubUnreachableError, NonFiniteLossError, FileNotFoundError, OmegaConfBaseException)
 
 
 def in_multirun() -> bool:
@@ -27,6 +28,28 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def original_message(err: BaseException) -> str:
+    """The message the code raised, without the text torch wraps around an error re-raised from a
+    DataLoader worker ("Caught DataError in DataLoader worker process 0. Original Traceback ...",
+    see torch/_utils.py ExceptionWrapper): the last ``<ExcType>: <message>`` of that traceback."""
+    text = str(err.args[0]) if err.args and isinstance(err.args[0], str) else str(err)
+    if not (text.startswith("Caught ") and "\nOriginal Traceback" in text):
+        return text
+    kind = type(err)
+    heads = (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__qualname__}: ")
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        for head in heads:
+            if lines[i].startswith(head):
+                return "\n".join([lines[i][len(head):], *lines[i + 1:]])
+    return lines[-1]
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message on one line (worker wrapping removed, whitespace runs collapsed)."""
+    return " ".join(original_message(err).split())
+
+
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``fn``; a user error exits with ``error: <message>`` (HYDRA_FULL_ERROR=1 shows the trace)."""
 
@@ -34,7 +57,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except user_errors() as err:
-            message = " ".join(str(err).split())
+            message = one_line(err)
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or in_multirun():
                 # A multirun records the failure and goes on with the next job.
                 print(f"error: {message}", file=sys.stderr)
