@@ -33,9 +33,10 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     with path.open("w") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
-    if cfg.predict.visualize:
-        built.task.visualize(records, out_dir / "visualizations")
     print(f"predictions: {path} ({len(records)} inputs)")
+    if cfg.predict.visualize:
+        pictures = built.task.visualize(records, out_dir / "visualizations") or []
+        print(f"pictures: {out_dir / 'visualizations'} ({len(pictures)} files)")
     return records
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
@@ -9,7 +10,8 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
-from headstart.viz.audio import audio_players
+from headstart.viz.audio import audio_classification_png, audio_players
+from headstart.viz.figure import draw_each, file_stem
 
 
 class AudioClassificationTask(Task):
@@ -89,6 +91,15 @@ class AudioClassificationTask(Task):
             {"input": path, "labels": [self.labels[i] for i in idx], "scores": [round(s, 6) for s in score]}
             for path, score, idx in zip(batch["paths"], scores.cpu().tolist(), indices.cpu().tolist())
         ]
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """One PNG per file: waveform and log-mel spectrogram above a bar chart of its top-k classes."""
+
+        def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
+            png = out / f"{file_stem(i, record['input'])}.png"
+            return [audio_classification_png(png, record["input"], record["labels"], record["scores"])]
+
+        return draw_each(records, out_dir, draw)
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
         preds = outputs["logits"][:max_items].argmax(-1).tolist()

@@ -169,6 +169,17 @@ class AudioPretrainingTask(ExportsPretrained, Task):
         seconds = self.backbone.frame_stride / self.backbone.sample_rate
         return [{"input": path, "frame_seconds": seconds, "codes": c} for path, c in zip(batch["paths"], per_file)]
 
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """One PNG per file: waveform and log-mel spectrogram above its code id per frame and group."""
+        from headstart.viz.audio import codes_png
+        from headstart.viz.figure import draw_each, file_stem
+
+        def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
+            png = out / f"{file_stem(i, record['input'])}.png"
+            return [codes_png(png, record["input"], record["codes"], record["frame_seconds"], self.quantizer.num_vars)]
+
+        return draw_each(records, out_dir, draw)
+
     # ---- media and export ---------------------------------------------------------------------------
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, Any]:
         from headstart.viz.codebook import codebook_media

@@ -96,9 +96,11 @@ class Task(LightningModule):
         """W&B media for a few validation samples (name -> list of wandb objects). None by default."""
         return {}
 
-    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> None:
-        """Write pictures of predict.py's records (``predict.visualize=true``)."""
-        raise NotImplementedError(f"{type(self).__name__} draws no prediction pictures")
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """Pictures (PNG, HTML) of predict.py's records under ``out_dir`` (``predict.visualize=true``);
+        returns the files written. Every task draws its own (``headstart.viz``), and a record that
+        cannot be drawn is a warning, never an error; this default draws nothing."""
+        return []
 
     # ---- checkpoint meta ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

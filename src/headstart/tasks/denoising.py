@@ -168,6 +168,15 @@ class DenoisingTask(ExportsPretrained, Task):
             records.append(record)
         return records
 
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """index.html with each noised input beside its reconstruction (and T5's sentinels filled in)."""
+        from headstart.viz.text_pages import pairs_page
+
+        columns = [("noised input", lambda r: r["input"]), ("output", lambda r: r["output"])]
+        if any("filled" in r for r in records):
+            columns.append(("input with the spans filled", lambda r: r.get("filled", "")))
+        return pairs_page(records, out_dir, "denoising", columns)
+
     # ---- export -------------------------------------------------------------------------------
     def export_pretrained(self, directory: Path) -> None:
         """The whole seq2seq model (encoder, decoder, tied LM head) and its tokenizer, HF format."""

@@ -20,7 +20,8 @@ from torchmetrics import Metric, MetricCollection
 
 from headstart.data.depth_io import write_depth_png
 from headstart.tasks.base import Task
-from headstart.viz.depth import colourise, depth_panel, write_depth_colour_png
+from headstart.viz.depth import depth_panel, depth_png, write_depth_colour_png
+from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import denormalize
 
 UINT16_MAX = 65535
@@ -152,15 +153,14 @@ class DepthEstimationTask(Task):
             "depth_max": round(float(depth.max()), 4),
         }
 
-    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> None:
-        """One PNG per input: the image beside its colourised depth."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for i, record in enumerate(records):
-            depth = np.load(record["depth_npy"])
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """One PNG per input: the image beside its depth map with a colour bar in metres."""
+
+        def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
             with Image.open(record["input"]) as image:
-                rgb = np.asarray(image.convert("RGB").resize((depth.shape[1], depth.shape[0])))
-            panel = np.concatenate([rgb, colourise(depth)], axis=1)
-            Image.fromarray(panel).save(out_dir / f"{i:05d}_{Path(record['input']).stem}.png")
+                return [depth_png(out / f"{file_stem(i, record['input'])}.png", image, np.load(record["depth_npy"]))]
+
+        return draw_each(records, out_dir, draw)
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
         """Panels image | true depth | predicted depth (one shared colour range) | relative error."""

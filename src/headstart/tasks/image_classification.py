@@ -11,7 +11,8 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
-from headstart.viz.images import denormalize, labelled_image
+from headstart.viz.figure import draw_each, file_stem
+from headstart.viz.images import classification_png, denormalize, labelled_image
 
 
 class ImageClassificationTask(Task):
@@ -87,14 +88,15 @@ class ImageClassificationTask(Task):
             for path, score, idx in zip(batch["paths"], scores.cpu(), indices.cpu())
         ]
 
-    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> None:
-        """One PNG per input with its top label and score written under it."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for i, record in enumerate(records):
-            caption = f"{record['labels'][0]} ({record['scores'][0]:.2f})"
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """One PNG per input: the image beside a bar chart of its top-k classes."""
+
+        def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
             with Image.open(record["input"]) as image:
-                picture = labelled_image(image.convert("RGB"), caption)
-            picture.save(out_dir / f"{i:05d}_{Path(record['input']).stem}.png")
+                return [classification_png(out / f"{file_stem(i, record['input'])}.png", image.convert("RGB"),
+                                           record["labels"], record["scores"])]
+
+        return draw_each(records, out_dir, draw)
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
         import wandb

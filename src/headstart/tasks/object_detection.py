@@ -20,7 +20,8 @@ from torchmetrics import Metric
 from headstart.ops.boxes import cxcywh_to_xyxy
 from headstart.ops.detection_postprocess import post_process_detections
 from headstart.tasks.base import Task
-from headstart.viz.boxes import draw_boxes, wandb_boxes
+from headstart.viz.boxes import detection_png, wandb_boxes
+from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import denormalize
 
 # MeanAveragePrecision results logged as <stage>/<name> (the DESIGN table's val/map, map_50, map_75 first).
@@ -146,15 +147,17 @@ class ObjectDetectionTask(Task):
             })
         return records
 
-    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> None:
-        """One PNG per input with its boxes, labels and scores drawn."""
-        out_dir.mkdir(parents=True, exist_ok=True)
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """One PNG per input with its boxes, class names and scores ("nothing detected" when none)."""
         index = {name: i for i, name in enumerate(self.labels)}
-        for i, record in enumerate(records):
+
+        def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
             with Image.open(record["input"]) as image:
-                picture = draw_boxes(image.convert("RGB"), record["boxes"], record["labels"],
-                                     [index.get(name, 0) for name in record["labels"]], record["scores"])
-            picture.save(out_dir / f"{i:05d}_{Path(record['input']).stem}.png")
+                return [detection_png(out / f"{file_stem(i, record['input'])}.png", image.convert("RGB"), record["boxes"],
+                                      record["labels"], [index.get(name, 0) for name in record["labels"]],
+                                      record["scores"], self.predict_threshold)]
+
+        return draw_each(records, out_dir, draw)
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
         """Validation images with predicted (score > predict_threshold) and true boxes."""

@@ -8,6 +8,7 @@ metric is computed over the whole evaluation split at epoch end, on every rank.
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
@@ -121,8 +122,20 @@ class QuestionAnsweringTask(Task):
         records = []
         for example_id, answer in found.items():
             row = answer.pop("row")
-            records.append({"input": batch["where"][row], "id": example_id, "question": batch["question"][row], **answer})
+            records.append({"input": batch["where"][row], "id": example_id, "question": batch["question"][row], **answer,
+                            "context": batch["context"][row]})
         return records
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """index.html with each question and its context, the answer span highlighted; a PNG per question."""
+        from headstart.viz.text_pages import spans_page
+
+        def headings(r: dict[str, Any]) -> list[tuple[str, str]]:
+            answer = f"{r['answer']} (score {r['score']})" if r["start"] is not None else "(no answer)"
+            return [("question", r["question"]), ("answer", answer)]
+
+        return spans_page(records, out_dir, "question answering", lambda r: r["context"],
+                          lambda r: [] if r["start"] is None else [(r["start"], r["end"], "answer")], headings)
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, Any]:
         """A table of questions with a context excerpt around the gold answer, predicted and gold answers."""

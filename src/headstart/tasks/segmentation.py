@@ -29,7 +29,8 @@ from headstart.ops.seg_postprocess import instance_segmentation, panoptic_segmen
 from headstart.ops.seg_targets import instance_ground_truth, mask_targets, panoptic_pairs
 from headstart.tasks.base import Task
 from headstart.viz.images import denormalize
-from headstart.viz.masks import overlay, palette, wandb_mask_image
+from headstart.viz.figure import draw_each, file_stem
+from headstart.viz.masks import palette, segmentation_png, wandb_mask_image
 
 Mode = Literal["semantic", "instance", "panoptic"]
 STAGES = ("val", "test")
@@ -202,23 +203,27 @@ class SegmentationTask(Task):
                     for k, (c, s) in enumerate(zip(labels, scores))]
         return {"mask": str(png), "segments": segments}
 
-    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> None:
-        """One overlay PNG per input: class colours (semantic) or a colour per segment."""
-        out_dir.mkdir(parents=True, exist_ok=True)
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """One PNG per input: the image beside its class overlay, with a legend of the classes present."""
         colours = palette(self.num_classes)
-        for i, record in enumerate(records):
+        threshold = {"instance": "instance_score_threshold", "panoptic": "panoptic_score_threshold"}.get(self.mode)
+        empty = f"nothing found above threshold {getattr(self, threshold):g}" if threshold else "no classes predicted"
+
+        def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
             with Image.open(record["mask"]) as mask:
                 index = np.asarray(mask).astype(np.int64)
             if record["mode"] == "semantic":
-                classes = index
+                classes, ids = index, {self.labels.index(name): f"{name} ({share:.0%})" for name, share in record["classes"].items()}
             else:  # segment id -> its class colour
-                lut = np.full(index.max() + 1, -1, dtype=np.int64)
+                lut = np.full(max([index.max(), *(s["id"] for s in record["segments"])]) + 1, -1, dtype=np.int64)
                 for s in record["segments"]:
                     lut[s["id"]] = s["label_id"]
-                classes = lut[index]
+                classes, ids = lut[index], {s["label_id"]: s["label"] for s in record["segments"]}
             with Image.open(record["input"]) as image:
-                picture = overlay(image, classes, colours)
-            picture.save(out_dir / f"{i:05d}_{Path(record['input']).stem}.png")
+                return [segmentation_png(out / f"{file_stem(i, record['input'])}.png", image, classes, colours,
+                                         sorted(ids.items()), empty)]
+
+        return draw_each(records, out_dir, draw)
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
         spec = self.backbone.data_spec()

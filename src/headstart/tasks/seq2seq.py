@@ -11,6 +11,7 @@ no more than one batch of generations is ever held. Test generates on every batc
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
@@ -97,6 +98,13 @@ class Seq2SeqTask(Task):
         """One record per input: {"input": source, <output_key>: generated text}."""
         outputs = self.generate_texts(batch["input_ids"], batch["attention_mask"])
         return [{"input": source, self.output_key: text} for source, text in zip(batch["texts"], outputs)]
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """index.html with each input beside its output (summary, translation), and a PNG per input."""
+        from headstart.viz.text_pages import pairs_page
+
+        key = self.output_key
+        return pairs_page(records, out_dir, key, [("input", lambda r: r["input"]), (key, lambda r: r[key])])
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, Any]:
         """A W&B table of validation sources, generated outputs and references."""

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 
-from headstart.ops.ctc_decode import Decoder, beam_decoder, greedy_decode
+from headstart.ops.ctc_decode import SPECIALS, Decoder, beam_decoder, greedy_decode
 from headstart.tasks.audio_classification import padding_fraction
 from headstart.tasks.base import Task
 from headstart.viz.audio import audio_players
@@ -116,19 +116,53 @@ class SpeechRecognitionTask(Task):
         return {"predictions": predictions}
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        """One record per file: its path and transcript (chunks of long files joined with spaces)."""
+        """One record per file: its path, transcript (chunks of long files joined with spaces) and the
+        greedy per-frame ``alignment`` [[start_s, end_s, token], ...] (what predict.visualize draws)."""
         if not batch["paths"]:
             return []
-        pieces = self.decode(*self(batch["waveforms"], batch["lengths"]))
+        logits, frames = self(batch["waveforms"], batch["lengths"])
+        pieces = self.decode(logits, frames)
         texts: list[list[str]] = [[] for _ in batch["paths"]]
-        for owner, piece in zip(batch["owners"].tolist(), pieces):
+        alignments: list[list[list[Any]]] = [[] for _ in batch["paths"]]
+        offsets = [0] * len(batch["paths"])  # samples of a file's earlier chunks
+        frame_seconds = self.backbone.frame_stride / self.backbone.sample_rate
+        rows = zip(batch["owners"].tolist(), pieces, logits.argmax(-1).cpu().tolist(), frames.tolist(), batch["lengths"].tolist())
+        for owner, piece, ids, n, samples in rows:
             if piece:
                 texts[owner].append(piece)
+            alignments[owner] += ctc_segments(ids[:n], self.vocab, frame_seconds, offsets[owner] / self.backbone.sample_rate)
+            offsets[owner] += samples
         return [
-            {"input": path, "transcript": " ".join(parts), "chunks": int((batch["owners"] == i).sum())}
-            for i, (path, parts) in enumerate(zip(batch["paths"], texts))
+            {"input": path, "transcript": " ".join(parts), "chunks": int((batch["owners"] == i).sum()), "alignment": segments}
+            for i, (path, parts, segments) in enumerate(zip(batch["paths"], texts, alignments))
         ]
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """One PNG per file: waveform and log-mel spectrogram, the greedy CTC characters at their frames under it."""
+        from headstart.viz.audio import transcript_png
+        from headstart.viz.figure import draw_each, file_stem
+
+        def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
+            png = out / f"{file_stem(i, record['input'])}.png"
+            return [transcript_png(png, record["input"], record["transcript"], record.get("alignment", []))]
+
+        return draw_each(records, out_dir, draw)
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, list[Any]]:
         captions = [f"pred: {p!r} / true: {t!r}" for p, t in zip(outputs["predictions"][:max_items], batch["texts"])]
         return {"val/examples": audio_players(batch["waveforms"], batch["lengths"], self.backbone.sample_rate, captions)}
+
+
+def ctc_segments(ids: list[int], vocab: list[str], frame_seconds: float, offset: float = 0.0) -> list[list[Any]]:
+    """Best-path frame ids [F] -> [[start_s, end_s, token], ...]: one entry per run of a non-blank
+    token (blank and specials dropped; ``|`` is a word gap), times from ``offset`` seconds."""
+    segments: list[list[Any]] = []
+    for k, i in enumerate(ids):
+        if vocab[i] in SPECIALS:
+            continue
+        end = round(offset + (k + 1) * frame_seconds, 3)
+        if k > 0 and ids[k - 1] == i:
+            segments[-1][1] = end
+        else:
+            segments.append([round(offset + k * frame_seconds, 3), end, vocab[i]])
+    return segments

@@ -6,6 +6,7 @@ ids (the data side tokenizes it); the head only ever sees the [CLS] state.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
@@ -104,6 +105,20 @@ class TextClassificationTask(Task):
              "labels": [label for label, _ in pred], "scores": [round(score, 6) for _, score in pred]}
             for where, text, pair, pred in zip(batch["where"], batch["text"], batch["text_pair"], self.predicted(self(batch)))
         ]
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """A PNG per input (its text above a bar chart of its labels) and index.html of them all."""
+        from headstart.viz.figure import draw_each, file_stem
+        from headstart.viz.html import esc
+        from headstart.viz.text_pages import html_rows, scores_png, write_table_page
+
+        empty = f"no label above threshold {self.threshold:g}" if self.multi_label else "no label predicted"
+        text = lambda r: r["text"] + (f"  [SEP]  {r['text_pair']}" if r.get("text_pair") is not None else "")  # noqa: E731
+        pngs = draw_each(records, out_dir, lambda i, r, out: [scores_png(out / f"{file_stem(i, None)}.png", text(r),
+                                                                         r["labels"], r["scores"], empty)])
+        rows = html_rows(records, lambda r: [esc(text(r)), "<br>".join(f"{esc(label)} {score:.3f}"
+                                                                       for label, score in zip(r["labels"], r["scores"]))])
+        return write_table_page(out_dir, "text classification", ["text", "labels (probability)"], rows) + pngs
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, Any]:
         """A table of validation texts with prediction and target."""

@@ -132,3 +132,9 @@ class TextGenerationTask(Task):
         out = self.backbone.generate(batch["input_ids"], batch["attention_mask"], **settings)
         texts = self.backbone.tokenizer.batch_decode(out, skip_special_tokens=True)
         return [{"input": prompt, "generation": text} for prompt, text in zip(batch["texts"], texts)]
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """index.html with each prompt beside its generation, and a PNG per prompt."""
+        from headstart.viz.text_pages import pairs_page
+
+        return pairs_page(records, out_dir, "text generation", [("prompt", lambda r: r["input"]), ("generation", lambda r: r["generation"])])

@@ -7,6 +7,7 @@ recall and F1, with F1 per entity type), never token accuracy.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
@@ -118,6 +119,13 @@ class TokenClassificationTask(Task):
             {"input": where, "text": text, "entities": entities}
             for where, text, entities in zip(batch["where"], batch["text"], self.sentence_entities(preds, batch))
         ]
+
+    def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+        """index.html with every text's entities highlighted and labelled, and a PNG per input."""
+        from headstart.viz.text_pages import spans_page
+
+        return spans_page(records, out_dir, "named entities", lambda r: r["text"],
+                          lambda r: [(e["start"], e["end"], e["type"]) for e in r["entities"]])
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, Any]:
         """A table of validation sentences with predicted and gold entities marked inline: [Anna Berg|PER]."""

@@ -1,7 +1,8 @@
-"""Draw labelled boxes on pictures, and W&B's box format."""
+"""Draw labelled boxes on pictures (predict.py's detection picture), and W&B's box format."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,3 +50,24 @@ def wandb_boxes(
             entry["scores"] = {"score": float(scores[k])}
         data.append(entry)
     return {"box_data": data, "class_labels": class_names}
+
+
+def detection_png(path: Path, image: Image.Image, boxes: Sequence[Sequence[float]], labels: Sequence[str],
+                  label_ids: Sequence[int], scores: Sequence[float], threshold: float) -> Path:  # fmt: skip
+    """The image with xyxy pixel ``boxes`` outlined and captioned ``label score`` (predict.py's
+    picture); with no box, "nothing detected above threshold <threshold>" written on it."""
+    from matplotlib.patches import Rectangle
+
+    from headstart.viz.figure import new_figure, note, save_figure, show_image
+
+    fig, ax = new_figure(7, 7 * image.height / max(1, image.width) + 0.4)
+    show_image(ax, image, f"{len(boxes)} detection{'s' * (len(boxes) != 1)} with score >= {threshold:g}")
+    for box, label, label_id, score in zip(boxes, labels, label_ids, scores):
+        colour = tuple(c / 255 for c in PALETTE[label_id % len(PALETTE)])
+        x0, y0, x1, y1 = (float(v) for v in box)
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=2))
+        ax.text(x0, y0, f"{label} {score:.2f}", color="white", fontsize=9, va="bottom",
+                bbox={"facecolor": colour, "edgecolor": "none", "pad": 1.5})
+    if not boxes:
+        note(ax, f"nothing detected above threshold {threshold:g}")
+    return save_figure(fig, path)

@@ -1,7 +1,9 @@
 """Depth maps and depth errors as RGB images (numpy uint8), for W&B media and files.
 
-matplotlib is not a dependency, so the colour map is Google's Turbo from its published
-polynomial fit (Mikhailov 2019), tabulated once into a 256-entry LUT. Prediction and
+The colour map is Google's Turbo from its published polynomial fit (Mikhailov 2019),
+tabulated once into a 256-entry LUT (no plotting library on the training path);
+:func:`depth_png`, predict.py's picture, draws the same map with matplotlib's ``turbo`` and a
+colour bar in metres. Prediction and
 ground truth share one value range (:func:`shared_range`) so equal colours mean equal
 depths side by side.
 """
@@ -115,3 +117,18 @@ def write_depth_colour_png(
 ) -> None:
     """Save :func:`colourise` of ``depth`` as an RGB PNG (give a shared vmin / vmax to compare files)."""
     Image.fromarray(colourise(depth, vmin, vmax)).save(Path(path))
+
+
+def depth_png(path: Path, image: Image.Image, depth: np.ndarray) -> Path:
+    """The image beside its depth map (metres, Turbo: near blue, far red) with a colour bar in metres."""
+    from headstart.viz.figure import new_figure, save_figure, show_image
+
+    depth = _to_numpy(depth)
+    vmin, vmax = shared_range(depth)
+    fig, (left, right) = new_figure(10, 4.4 * depth.shape[0] / max(1, depth.shape[1]) + 0.6, cols=2, wspace=0.08)
+    show_image(left, image.convert("RGB").resize((depth.shape[1], depth.shape[0])), "input")
+    shown = right.imshow(np.where(_valid(depth), depth, np.nan), cmap="turbo", vmin=vmin, vmax=max(vmax, vmin + 1e-6))
+    right.set_axis_off()
+    right.set_title(f"predicted depth: {vmin:.2f} to {vmax:.2f} m", fontsize=10)
+    fig.colorbar(shown, ax=right, fraction=0.046, pad=0.02).set_label("depth (m)")
+    return save_figure(fig, path)

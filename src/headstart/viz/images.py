@@ -1,7 +1,8 @@
-"""Turn normalised tensors back into pictures and write text on them."""
+"""Turn normalised tensors back into pictures, write text on them, draw image classification."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -29,3 +30,13 @@ def labelled_image(image: np.ndarray | Image.Image, text: str, min_width: int = 
     canvas.paste(pil, (0, 0))
     ImageDraw.Draw(canvas).text((3, pil.height + 2), text, fill=(0, 0, 0))
     return canvas
+
+
+def classification_png(path: Path, image: Image.Image | np.ndarray, labels: Sequence[str], scores: Sequence[float]) -> Path:
+    """The image beside a bar chart of its top-k classes (predict.py's picture)."""
+    from headstart.viz.figure import new_figure, save_figure, show_image, top_k_bars
+
+    fig, (left, right) = new_figure(9, 3.6, cols=2, width_ratios=[1, 1.2], wspace=0.45)
+    show_image(left, image, f"{labels[0]} ({scores[0]:.2f})" if labels else "")
+    top_k_bars(right, labels, scores, f"top-{len(labels)} classes")
+    return save_figure(fig, path)

@@ -1,8 +1,9 @@
-"""Draw segmentation maps: a fixed palette, colour overlays on images, W&B mask panels."""
+"""Draw segmentation maps: a fixed palette, colour overlays with a legend (predict.py), W&B mask panels."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -37,3 +38,23 @@ def wandb_mask_image(image: np.ndarray, pred: np.ndarray, target: np.ndarray | N
     if target is not None:
         masks["ground_truth"] = {"mask_data": target.astype(np.int64), "class_labels": class_labels}
     return wandb.Image(image, masks=masks, caption=caption)
+
+
+def segmentation_png(path: Path, image: Image.Image, class_map: np.ndarray, colours: np.ndarray,
+                     legend: Sequence[tuple[int, str]], empty: str = "no classes predicted") -> Path:  # fmt: skip
+    """The image beside its class overlay (class_map [H, W], -1: nothing) with a legend of
+    (class id, text) swatches; ``empty`` is written on the overlay when the legend is empty."""
+    from matplotlib.patches import Patch
+
+    from headstart.viz.figure import new_figure, note, save_figure, show_image
+
+    fig, (left, right) = new_figure(10, 4.6 * image.height / max(1, image.width) + 0.6, cols=2, wspace=0.05)
+    show_image(left, image.convert("RGB").resize(class_map.shape[::-1]), "input")
+    show_image(right, overlay(image, class_map, colours), "prediction")
+    if legend:
+        handles = [Patch(facecolor=colours[c % len(colours)] / 255, edgecolor="black", label=text) for c, text in legend]
+        right.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False,
+                     title="classes present", title_fontsize=9)
+    else:
+        note(right, empty)
+    return save_figure(fig, path)

@@ -1,0 +1,111 @@
+"""Text as PNG: wrapped monospace text with labelled, coloured spans, and columns side by side.
+
+A monospace font makes every character the same width, so a character span [start, end) of the
+text maps to a rectangle without measuring words. The font is DejaVu Sans Mono, which ships
+with matplotlib (PIL's built-in bitmap font has no sizes and few glyphs).
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+from headstart.viz.boxes import PALETTE
+
+Span = tuple[int, int, str]  # [start, end) character offsets and a label ("" draws no tag)
+MARGIN, WHITE, INK, GREY = 12, (255, 255, 255), (20, 20, 20), (110, 110, 110)
+
+
+@lru_cache(maxsize=8)
+def font(size: int = 14) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans Mono at ``size`` px (PIL's default font when matplotlib's copy is missing)."""
+    try:
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans Mono"), size)
+    except (ImportError, OSError, ValueError):
+        return ImageFont.load_default()
+
+
+def label_colour(label: str, light: float = 0.0) -> tuple[int, int, int]:
+    """A colour that is the same for the same label in every picture; ``light`` mixes in white."""
+    base = PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
+    return tuple(round(c + (255 - c) * light) for c in base)  # type: ignore[return-value]
+
+
+def wrap_offsets(text: str, width: int) -> list[tuple[int, int]]:
+    """[start, end) of each line when ``text`` is wrapped at ``width`` characters (newlines kept,
+    lines broken after a space where one is near, else mid-word)."""
+    lines, start = [], 0
+    while start < len(text):
+        newline = text.find("\n", start, start + width + 1)
+        if newline != -1:
+            lines.append((start, newline))
+            start = newline + 1
+            continue
+        end = min(len(text), start + width)
+        if end < len(text):
+            space = text.rfind(" ", start + width // 2, end + 1)
+            end = space + 1 if space != -1 else end
+        lines.append((start, end))
+        start = end
+    return lines or [(0, 0)]
+
+
+def text_block(text: str, spans: Sequence[Span] = (), width: int = 88, size: int = 14, heading: str = "") -> Image.Image:
+    """``text`` wrapped at ``width`` characters; each span on a light background in its label's
+    colour with the label written under its first character. ``heading`` goes above in grey."""
+    face, small = font(size), font(max(8, size - 4))
+    char_w = face.getlength("M")
+    line_h = int(size * 1.45) + (int(size * 0.9) if any(label for *_, label in spans) else 0)
+    lines = wrap_offsets(text, width)
+    top = int(size * 1.6) if heading else 0
+    canvas = Image.new("RGB", (int(width * char_w) + 2 * MARGIN, top + len(lines) * line_h + 2 * MARGIN), WHITE)
+    draw = ImageDraw.Draw(canvas)
+    if heading:
+        draw.text((MARGIN, MARGIN), heading, font=face, fill=GREY)
+    for row, (ls, le) in enumerate(lines):
+        y = MARGIN + top + row * line_h
+        for start, end, label in spans:
+            s, e = max(start, ls), min(end, le)
+            if s >= e:
+                continue
+            x0, x1 = MARGIN + (s - ls) * char_w, MARGIN + (e - ls) * char_w
+            draw.rectangle([x0 - 1, y - 1, x1 + 1, y + size + 3], fill=label_colour(label, 0.6), outline=label_colour(label))
+            if label and s == start:
+                draw.text((x0, y + size + 3), label, font=small, fill=label_colour(label))
+        draw.text((MARGIN, y), text[ls:le], font=face, fill=INK)
+    return canvas
+
+
+def stack(blocks: Sequence[Image.Image], horizontal: bool = False, gap: int = 6) -> Image.Image:
+    """Blocks one under the other (or side by side), tops / lefts aligned, on white."""
+    if horizontal:
+        size = (sum(b.width for b in blocks) + gap * (len(blocks) - 1), max(b.height for b in blocks))
+    else:
+        size = (max(b.width for b in blocks), sum(b.height for b in blocks) + gap * (len(blocks) - 1))
+    canvas, offset = Image.new("RGB", size, (225, 225, 225)), 0
+    for block in blocks:
+        canvas.paste(block, (offset, 0) if horizontal else (0, offset))
+        offset += (block.width if horizontal else block.height) + gap
+    return canvas
+
+
+def spans_png(path: Path, text: str, spans: Sequence[Span], headings: Sequence[tuple[str, str]] = ()) -> Path:
+    """A PNG of short (heading, text) blocks (e.g. the question) above ``text`` with its spans."""
+    blocks = [text_block(body, heading=head) for head, body in headings]
+    blocks.append(text_block(text, spans))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stack(blocks).save(path)
+    return path
+
+
+def columns_png(path: Path, columns: Sequence[tuple[str, str]], width: int = 56) -> Path:
+    """A PNG of (heading, text) columns side by side: input | output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stack([text_block(body, width=width, heading=head) for head, body in columns], horizontal=True).save(path)
+    return path
