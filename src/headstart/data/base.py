@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Callable
 
@@ -12,6 +11,8 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from headstart.data.errors import OnError
+from headstart.data.samplers import RandomBatchSampler
+from headstart.data.seeded import EpochKeyedBatches, SeededSamples
 
 
 def default_num_workers() -> int:
@@ -99,25 +100,30 @@ class DataModule(LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=self.collate,
+            # The loader draws its workers' base seed from this generator (from torch's global one
+            # without it), so creating a loader never moves the stream dropout draws from.
+            generator=torch.Generator().manual_seed(self.seed),
         )
+        if train:
+            return cls(SeededSamples(dataset, self.seed), batch_sampler=EpochKeyedBatches(self._train_batches(dataset)), **common)
         batches = self.batch_sampler(dataset, train)
         if batches is not None:
             return cls(dataset, batch_sampler=batches, **common)
         world, rank = self.world
-        sampler = None
-        if world > 1:
-            sampler = DistributedSampler(
-                dataset, num_replicas=world, rank=rank, shuffle=train, seed=self.seed, drop_last=self.drop_last and train
-            )
-        return cls(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            drop_last=self.drop_last and train,
-            generator=torch.Generator().manual_seed(self.seed) if train and sampler is None else None,
-            **common,
-        )
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
+        return cls(dataset, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler, **common)
+
+    def _train_batches(self, dataset: Dataset) -> Sampler:
+        """The training batch sampler: the subclass's (e.g. length-grouped) or shuffled batches.
+
+        Either way the order is a function of (seed, epoch), so a resumed run continues with
+        the batches the uninterrupted run would have seen (exact resume; data/seeded.py).
+        """
+        batches = self.batch_sampler(dataset, train=True)
+        if batches is not None:
+            return batches
+        world, rank = self.world
+        return RandomBatchSampler(len(dataset), self.batch_size, self.seed, self.drop_last, world, rank)
 
     def train_dataloader(self) -> Any:
         return self._loader(self.train_set, train=True, stateful=True)
@@ -132,13 +138,7 @@ class DataModule(LightningDataModule):
         return self._loader(self.predict_set, train=False, stateful=False)
 
     def train_batches_per_epoch(self) -> int:
-        """Batches one rank sees per epoch (DistributedSampler splits the set evenly)."""
+        """Batches one rank sees per epoch."""
         if self.train_set is None:
             self.setup("fit")
-        batches = self.batch_sampler(self.train_set, train=True)
-        if batches is not None:
-            return len(batches)
-        world, _ = self.world
-        per_rank = math.ceil(len(self.train_set) / world)
-        rounding = math.floor if self.drop_last else math.ceil
-        return max(1, rounding(per_rank / self.batch_size))
+        return max(1, len(self._train_batches(self.train_set)))

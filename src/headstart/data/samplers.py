@@ -165,3 +165,51 @@ def restore_input_order(outputs: Sequence[T], indices: Sequence[int]) -> list[T]
     for idx, out in zip(indices, outputs):
         by_index.setdefault(int(idx), out)
     return [by_index[i] for i in sorted(by_index)]
+
+
+class RandomBatchSampler(Sampler[list[int]]):
+    """Shuffled batches whose order is a function of ``seed + epoch`` alone; DDP-aware; exact ``len``.
+
+    The plain-batching counterpart of :class:`LengthGroupedBatchSampler` for training loaders:
+    a ``DataLoader(shuffle=True, generator=...)`` draws its order from a generator whose state
+    moves on every epoch and is not in the checkpoint, so a resumed run would see other batches
+    from the next epoch on. Ranks split the permutation like ``DistributedSampler`` (padded by
+    repeating its start, or truncated with ``drop_last``).
+    """
+
+    def __init__(
+        self, size: int, batch_size: int, seed: int = 0, drop_last: bool = False, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside [0, {num_replicas})")
+        self.size, self.seed, self.num_replicas, self.rank = size, seed, num_replicas, rank
+        self.epoch = 0
+        self._batch_size, self._drop_last = batch_size, drop_last  # private: see LengthGroupedBatchSampler
+
+    @property
+    def sampler(self) -> RandomBatchSampler:
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _per_rank(self) -> int:
+        if self._drop_last:
+            return self.size // self.num_replicas
+        return math.ceil(self.size / self.num_replicas)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self._per_rank(), self._batch_size)
+        return full if self._drop_last else full + (rest > 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.size == 0:
+            return
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        total = self._per_rank() * self.num_replicas
+        order = order.repeat(math.ceil(total / self.size))[:total]
+        mine = order[self.rank :: self.num_replicas].tolist()
+        for start in range(0, len(self) * self._batch_size, self._batch_size):
+            yield mine[start : start + self._batch_size]
