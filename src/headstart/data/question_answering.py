@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, file_splits, holdout, parse_all
-from headstart.data.errors import DataError, Skipped, load_example, split_skipped
+from headstart.data.errors import DataError, Skipped, load_example, ride_along, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.qa_windows import prepare_qa_features
 from headstart.data.sources.hf import load_hf_splits
@@ -185,16 +185,18 @@ class QuestionAnsweringDataModule(EncoderTextDataModule):
             out.append(by_index.get(i, []))
         return out
 
-    def _dataset(self, items: list[tuple[str, Item]]) -> FeatureDataset:
-        return FeatureDataset([f for windows in self.windows(items, with_answers=True) for f in windows])
+    def _dataset(self, items: list[tuple[str, Item]], split: str) -> FeatureDataset:
+        features = [f for windows in self.windows(items, with_answers=True) for f in windows]
+        # skipped questions ride on kept windows: a batch of only skipped ones would be empty
+        return FeatureDataset(ride_along(features, split))
 
     def setup(self, stage: str | None = None) -> None:
         self._load()
         if self.train_set is None:
-            self.train_set = self._dataset(self.examples["train"])
-            self.val_set = self._dataset(self.examples["val"])
+            self.train_set = self._dataset(self.examples["train"], "train")
+            self.val_set = self._dataset(self.examples["val"], "val")
             if "test" in self.examples:
-                self.test_set = self._dataset(self.examples["test"])
+                self.test_set = self._dataset(self.examples["test"], "test")
 
     def _collate(self, samples: list[Any]) -> dict[str, Any]:
         # prediction items are whole examples (all their windows), so one batch answers them fully

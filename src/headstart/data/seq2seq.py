@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from headstart.data.base import DataModule
-from headstart.data.errors import DataError, Skipped, split_skipped
+from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.samplers import LengthGroupedBatchSampler
 from headstart.data.sources.text import read_lines, read_records, require_columns
 from headstart.data.sources.text_splits import field, hold_out, split_files
@@ -261,7 +261,8 @@ class Seq2SeqDataModule(DataModule):
             tgt = self.tokenizer(text_target=[t for _, (_, t) in chunk], max_length=self.max_target_length, truncation=True)["input_ids"]
             for (index, (s, t)), s_ids, t_ids in zip(chunk, src, tgt):
                 items.append({"input_ids": s_ids, "labels": t_ids, "index": index, "source": s, "target": t})
-        self.sets[split] = ItemsDataset(items)
+        # skipped pairs ride on kept ones: a batch of only skipped pairs would be empty
+        self.sets[split] = ItemsDataset(ride_along(items, split))
         return self.sets[split]
 
     def setup(self, stage: str | None = None) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from headstart.data.base import DataModule
-from headstart.data.errors import DataError, Skipped, split_skipped
+from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.packing import pack_documents
 from headstart.data.sources.text import read_lines, read_records, require_columns
 from headstart.data.sources.text_splits import field, hold_out, split_files
@@ -214,7 +214,8 @@ class TextLMDataModule(DataModule):
             raise DataError(f"{split} split has {total} tokens, fewer than data.block_size={self.block_size}")
         tensors = {k: torch.tensor(v, dtype=torch.long) for k, v in packed.items()}
         items: list[Any] = [{k: tensors[k][i] for k in tensors} for i in range(len(tensors["input_ids"]))]
-        self.blocks[split] = ItemsDataset(items + skipped)
+        # skipped documents ride on blocks: a batch of only skipped documents would be empty
+        self.blocks[split] = ItemsDataset(ride_along(items + skipped, split))
         return self.blocks[split]
 
     @property

@@ -77,12 +77,12 @@ def list_class_folder(root: Path) -> list[tuple[Path, str]]:
     """(file, class name) for every image under ``root/<class>/``."""
     if not root.is_dir():
         raise DataError(f"{root}: image folder not found (expected <class>/<image> subfolders)")
-    items = [
-        (path, class_dir.name)
-        for class_dir in sorted(p for p in root.iterdir() if p.is_dir())
-        for path in sorted(class_dir.rglob("*"))
-        if path.suffix.lower() in IMAGE_EXTENSIONS
-    ]
+    items = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        found = [(path, class_dir.name) for path in sorted(class_dir.rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
+        if not found:  # left out, its class would silently vanish from the label set
+            raise DataError(f"{class_dir}: class folder has no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
+        items += found
     if not items:
         raise DataError(f"{root}: no images found in <class>/ subfolders (extensions {', '.join(IMAGE_EXTENSIONS)})")
     return items

@@ -7,7 +7,6 @@ Shared by every text task (classification, NER, QA, generation, pretraining). Re
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -60,8 +59,28 @@ def read_jsonl(path: str | Path, on_error: OnError = "raise") -> Iterator[tuple[
         yield where, record
 
 
+class _LineFeed:
+    """Lines handed to csv.reader one at a time, counting how many each record took."""
+
+    def __init__(self, lines: list[tuple[str, str]]) -> None:
+        self.lines, self.pos = lines, 0
+
+    def __iter__(self) -> "_LineFeed":
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1][1] + "\n"
+
+
 def read_csv(path: str | Path, delimiter: str | None = None, on_error: OnError = "raise") -> Iterator[tuple[str, dict[str, Any] | Skipped]]:
-    """CSV or TSV with a header row (delimiter from the extension unless given)."""
+    """CSV or TSV with a header row (delimiter from the extension unless given).
+
+    Records are parsed one at a time from their first line, so a bad line (a stray quote would
+    otherwise swallow every line after it into one field) costs only itself under ``skip``.
+    """
     path = Path(path)
     delimiter = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
     lines = list(read_lines(path, on_error, skip_blank=False))
@@ -71,18 +90,24 @@ def read_csv(path: str | Path, delimiter: str | None = None, on_error: OnError =
             yield where, text
     if not good:
         raise DataError(f"{path}: empty file (expected a header row)")
-    reader = csv.reader(io.StringIO("\n".join(text for _, text in good)), delimiter=delimiter)
-    header = next(reader)
-    for (where, _), row in zip(good[1:], reader):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            message = f"{len(row)} fields, header has {len(header)}"
+    feed = _LineFeed(good)
+    header = next(csv.reader(feed, delimiter=delimiter))
+    while feed.pos < len(good):
+        first = feed.pos
+        where = good[first][0]
+        try:
+            row = next(csv.reader(feed, delimiter=delimiter, strict=True))
+            if len(row) != len(header) and any(cell.strip() for cell in row):
+                raise csv.Error(f"{len(row)} fields, header has {len(header)}")
+        except csv.Error as err:
+            message = str(err) if "fields, header has" in str(err) else f"malformed CSV record ({err}; an unclosed quote?)"
             if on_error == "skip":
+                feed.pos = first + 1  # resume at the next line: only this one is lost
                 yield where, Skipped(where, message)
                 continue
-            raise DataError(f"{where}: {message}")
-        yield where, dict(zip(header, row))
+            raise DataError(f"{where}: {message}") from None
+        if any(cell.strip() for cell in row):
+            yield where, dict(zip(header, row))
 
 
 def read_records(path: str | Path, on_error: OnError = "raise") -> Iterator[tuple[str, dict[str, Any] | Skipped]]:
