@@ -1,0 +1,107 @@
+"""``python -m scripts.bench <name|all> [--quick] [--repeats N] [--out file.json] [--threads N]``.
+
+Each comparison runs its sides alternately (A B C A B C ...) in this one process, prints a table
+and writes a JSON record (default ``logs/bench/<name>.json``; results are not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+# torch's own choice before anything sets it (cores of the machine, or OMP_NUM_THREADS)
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+from headstart.run.threads import choose_threads  # noqa: E402
+
+from scripts.bench.harness import Side, alternate, environment, format_table, summarise, write_json  # noqa: E402
+
+NAMES = ("textcls", "ner", "audio", "image", "detr_loss")
+METRICS = {"textcls": "val/acc", "ner": "val/f1 (entity)", "audio": "val/acc", "image": "val/acc", "detr_loss": "-"}
+
+
+def build_sides(name: str, args: argparse.Namespace) -> tuple[list[Side], dict[str, Any]]:
+    if name in ("textcls", "ner"):
+        from scripts.bench.text import comparison
+        return comparison(name, args.quick, args.steps)
+    if name == "audio":
+        from scripts.bench.audio import comparison
+        return comparison(args.quick, args.steps)
+    if name == "image":
+        from scripts.bench.image import comparison
+        return comparison(args.quick, args.steps, args.model)
+    if name == "detr_loss":
+        from scripts.bench.detr_loss import comparison
+        return comparison(args.quick)
+    raise SystemExit(f"unknown comparison {name!r}: one of {', '.join(NAMES)} or all")
+
+
+def pinned(side: Side, threads: int) -> Side:
+    """Every side starts at the same torch thread count (a run may have changed it)."""
+    def run() -> Any:
+        torch.set_num_threads(threads)
+        return side.run()
+    return Side(side.name, run)
+
+
+def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:  # headstart's own policy reads it too, so every side runs at this count
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    threads, source = choose_threads(args.threads)
+    torch.set_num_threads(threads)
+    env = environment()
+    print(f"[bench] {name}: {threads} torch threads ({source}), affinity {env['affinity']}, load {env['load_average']}", flush=True)
+    start = time.perf_counter()
+    sides, settings = build_sides(name, args)
+    if args.thread_policy and "overrides" in settings:
+        # headstart itself, but at torch's default thread count instead of headstart's policy
+        from scripts.bench.hs_side import run_headstart
+
+        default = [*settings["overrides"], f"+threads={TORCH_DEFAULT_THREADS}"]
+        sides.insert(1, Side(f"headstart_torch_default_{TORCH_DEFAULT_THREADS}t", lambda: run_headstart(default, settings["metric"])))
+    sides = [pinned(side, threads) for side in sides]
+    repeats = args.repeats or (2 if args.quick else 3)
+    runs = alternate(sides, repeats, log=lambda line: print(line, flush=True))
+    summary = summarise(runs)
+    settings.update(quick=args.quick, repeats=repeats, threads=threads, threads_source=source, wall_seconds=round(time.perf_counter() - start, 1))
+    print(format_table(f"{name}{' (quick)' if args.quick else ''}", summary, METRICS.get(name, "metric")), flush=True)
+    out = Path(args.out) if args.out and args.names != ["all"] else Path("logs/bench") / f"{name}{'_quick' if args.quick else ''}.json"
+    print(f"[bench] wrote {write_json(out, name, settings, summary, env)}", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="+", help=f"comparisons: {', '.join(NAMES)}, or all")
+    parser.add_argument("--quick", action="store_true", help="a few hundred steps or fewer per side, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds of A B C (default 2 quick, 3 full)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (overrides the mode's default)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for every side (default: headstart's policy)")
+    parser.add_argument("--model", default="both", choices=["vit", "convnext", "both"], help="image: which tiny model(s)")
+    parser.add_argument("--thread-policy", action="store_true",
+                        help="add a headstart side at torch's default thread count (headstart's policy off), e.g. under taskset -c 0")
+    parser.add_argument("--out", default=None, help="JSON file (one comparison only; default logs/bench/<name>.json)")
+    args = parser.parse_args(argv)
+    names = list(NAMES) if args.names == ["all"] else args.names
+    for name in names:
+        if name not in NAMES:
+            parser.error(f"unknown comparison {name!r}: one of {', '.join(NAMES)} or all")
+    for name in names:
+        run_one(name, args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
