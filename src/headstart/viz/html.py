@@ -10,7 +10,7 @@ import html
 from pathlib import Path
 from typing import Sequence
 
-from headstart.viz.text_png import Span, label_colour
+from headstart.viz.text_png import Colours, Span, label_colour
 
 STYLE = ("font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; line-height: 1.6; color: #222")
 CELL = "border: 1px solid #ccc; padding: 6px 10px; vertical-align: top; white-space: pre-wrap"
@@ -21,15 +21,15 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def marked(text: str, spans: Sequence[Span]) -> str:
+def marked(text: str, spans: Sequence[Span], colours: Colours | None = None) -> str:
     """``text`` with each [start, end) span in a <mark> coloured by its label, the label in small
     capitals after it. Overlapping spans: the earlier one wins."""
     out, last = [], 0
     for start, end, label in sorted(spans, key=lambda s: (s[0], -s[1])):
         if start < last or end <= start:
             continue
-        r, g, b = label_colour(label, 0.6)
-        tag = f' <b style="font-size: 0.7em; color: rgb{label_colour(label)}">{esc(label)}</b>' if label else ""
+        r, g, b = label_colour(label, 0.6, colours)
+        tag = f' <b style="font-size: 0.7em; color: rgb{label_colour(label, 0.0, colours)}">{esc(label)}</b>' if label else ""
         out += [esc(text[last:start]),
                 f'<mark style="background: rgb({r},{g},{b}); padding: 0 2px; border-radius: 3px">{esc(text[start:end])}{tag}</mark>']
         last = end

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from headstart.viz.figure import draw_each, file_stem, new_figure, note, save_figure, top_k_bars, wrap
 from headstart.viz.html import esc, marked, table, write_page
-from headstart.viz.text_png import Span, columns_png, spans_png
+from headstart.viz.text_png import Span, columns_png, label_colours, spans_png
 
 PAGE = "index.html"
 
@@ -28,6 +28,14 @@ def html_rows(records: list[dict[str, Any]], row: Callable[[dict[str, Any]], lis
         except Exception as err:  # noqa: BLE001 - one odd record must not lose the page
             warnings.warn(f"predict.visualize: input {i} left off the page: {type(err).__name__}: {err}", stacklevel=2)
     return rows
+
+
+def _or_empty(spans_of: Callable[[dict[str, Any]], list[Span]], record: dict[str, Any]) -> list[Span]:
+    """The record's spans, or none when they cannot be read (that record is then warned about once, when drawn)."""
+    try:
+        return spans_of(record)
+    except Exception:  # noqa: BLE001
+        return []
 
 
 def write_table_page(out_dir: Path, title: str, headers: Sequence[str], rows: list[list[str]]) -> list[Path]:
@@ -51,14 +59,15 @@ def spans_page(records: list[dict[str, Any]], out_dir: Path, title: str, text_of
                spans_of: Callable[[dict[str, Any]], list[Span]],
                headings_of: Callable[[dict[str, Any]], list[tuple[str, str]]] = lambda r: []) -> list[Path]:  # fmt: skip
     """An HTML page with each text and its spans marked, and a PNG per input of the same."""
+    colours = label_colours([label for r in records for *_, label in _or_empty(spans_of, r)])
 
     def row(record: dict[str, Any]) -> list[str]:
         head = "".join(f"<div><b>{esc(h)}:</b> {esc(body)}</div>" for h, body in headings_of(record))
         spans = spans_of(record)
-        return [head + f"<div>{marked(text_of(record), spans)}</div>" + ("" if spans else "<i>(nothing found)</i>")]
+        return [head + f"<div>{marked(text_of(record), spans, colours)}</div>" + ("" if spans else "<i>(nothing found)</i>")]
 
     def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
-        return [spans_png(out / f"{file_stem(i, None)}.png", text_of(record), spans_of(record), headings_of(record))]
+        return [spans_png(out / f"{file_stem(i, None)}.png", text_of(record), spans_of(record), headings_of(record), colours)]
 
     pngs = draw_each(records, out_dir, draw)
     return write_table_page(out_dir, title, ["text"], html_rows(records, row)) + pngs

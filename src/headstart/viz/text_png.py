@@ -31,9 +31,17 @@ def font(size: int = 14) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def label_colour(label: str, light: float = 0.0) -> tuple[int, int, int]:
-    """A colour that is the same for the same label in every picture; ``light`` mixes in white."""
-    base = PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
+Colours = dict[str, tuple[int, int, int]]
+
+
+def label_colours(labels: Sequence[str]) -> Colours:
+    """Distinct colours for up to len(PALETTE) labels (sorted, so a page and its PNGs agree)."""
+    return {label: PALETTE[k % len(PALETTE)] for k, label in enumerate(sorted(set(labels)))}
+
+
+def label_colour(label: str, light: float = 0.0, colours: Colours | None = None) -> tuple[int, int, int]:
+    """``label``'s colour from ``colours``, else one fixed by its name; ``light`` mixes in white."""
+    base = (colours or {}).get(label) or PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
     return tuple(round(c + (255 - c) * light) for c in base)  # type: ignore[return-value]
 
 
@@ -56,7 +64,8 @@ def wrap_offsets(text: str, width: int) -> list[tuple[int, int]]:
     return lines or [(0, 0)]
 
 
-def text_block(text: str, spans: Sequence[Span] = (), width: int = 88, size: int = 14, heading: str = "") -> Image.Image:
+def text_block(text: str, spans: Sequence[Span] = (), width: int = 88, size: int = 14, heading: str = "",
+               colours: Colours | None = None) -> Image.Image:  # fmt: skip
     """``text`` wrapped at ``width`` characters; each span on a light background in its label's
     colour with the label written under its first character. ``heading`` goes above in grey."""
     face, small = font(size), font(max(8, size - 4))
@@ -75,9 +84,10 @@ def text_block(text: str, spans: Sequence[Span] = (), width: int = 88, size: int
             if s >= e:
                 continue
             x0, x1 = MARGIN + (s - ls) * char_w, MARGIN + (e - ls) * char_w
-            draw.rectangle([x0 - 1, y - 1, x1 + 1, y + size + 3], fill=label_colour(label, 0.6), outline=label_colour(label))
+            colour = label_colour(label, 0.0, colours)
+            draw.rectangle([x0 - 1, y - 1, x1 + 1, y + size + 3], fill=label_colour(label, 0.6, colours), outline=colour)
             if label and s == start:
-                draw.text((x0, y + size + 3), label, font=small, fill=label_colour(label))
+                draw.text((x0, y + size + 3), label, font=small, fill=colour)
         draw.text((MARGIN, y), text[ls:le], font=face, fill=INK)
     return canvas
 
@@ -95,10 +105,11 @@ def stack(blocks: Sequence[Image.Image], horizontal: bool = False, gap: int = 6)
     return canvas
 
 
-def spans_png(path: Path, text: str, spans: Sequence[Span], headings: Sequence[tuple[str, str]] = ()) -> Path:
+def spans_png(path: Path, text: str, spans: Sequence[Span], headings: Sequence[tuple[str, str]] = (),
+              colours: Colours | None = None) -> Path:  # fmt: skip
     """A PNG of short (heading, text) blocks (e.g. the question) above ``text`` with its spans."""
     blocks = [text_block(body, heading=head) for head, body in headings]
-    blocks.append(text_block(text, spans))
+    blocks.append(text_block(text, spans, colours=colours))
     path.parent.mkdir(parents=True, exist_ok=True)
     stack(blocks).save(path)
     return path
