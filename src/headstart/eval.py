@@ -1,4 +1,7 @@
-"""``python eval.py ckpt_path=... [split=val|test] [data.path=...]``: metrics of a checkpoint."""
+"""``python eval.py ckpt_path=... [split=val|test] [data.path=...]``: metrics of a checkpoint.
+
+Without ``split`` it tests when the data has a test split and validates otherwise, and says which.
+"""
 
 from __future__ import annotations
 
@@ -13,32 +16,59 @@ from omegaconf import DictConfig
 from headstart.run.checkpoint import load_checkpoint, rebuild, with_checkpoint_choices
 from headstart.run.checks import CONF_DIR
 from headstart.run.config import output_dir, register_resolvers
+from headstart.run.console import print_run_locations
 from headstart.run.errors import ConfigError, one_line_errors
+from headstart.run.extras import extras
 from headstart.run.results import scalar_metrics, write_metrics
+from headstart.run.threads import apply_thread_policy
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Validate or test the checkpoint on its data (or the data named by overrides)."""
+    """Validate or test the checkpoint on its data (or the data named by overrides).
+
+    ``split=null`` (the default) tests when the data has a test split and validates otherwise.
+    """
+    extras(cfg)
+    apply_thread_policy(cfg)  # intra-op threads = the cores this process may use (run/threads.py)
     lightning.seed_everything(cfg.seed, workers=True)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     built = rebuild(cfg, checkpoint)
     trainer, task, datamodule = built.trainer, built.task, built.datamodule
-    if cfg.split == "val":
+    split = choose_split(cfg.get("split"), datamodule, announce=trainer.is_global_zero)
+    if split == "val":
         raw = trainer.validate(task, datamodule=datamodule)
-    elif cfg.split == "test":
-        datamodule.setup("test")
-        if not datamodule.has_test:
-            raise ConfigError("the data has no test split; use split=val or point data.test_path at one")
-        raw = trainer.test(task, datamodule=datamodule)
     else:
-        raise ConfigError(f"split={cfg.split} is not one of val, test")
+        raw = trainer.test(task, datamodule=datamodule)
     results: dict[str, Any] = {}
     for metrics in raw:
         results.update(scalar_metrics(metrics))
     results["ckpt_path"] = str(cfg.ckpt_path)
     if trainer.is_global_zero:
-        print(f"metrics: {write_metrics(Path(output_dir(cfg)) / 'metrics.json', results)}")
+        path = write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
+        print_run_locations(output_dir(cfg), {"metrics": path}, trainer.loggers)
     return results
+
+
+def choose_split(requested: str | None, datamodule: Any, announce: bool = True) -> str:
+    """``requested`` (val or test), or when None: test if the data has a test split, else val.
+
+    An explicit ``test`` on data without a test split is a one-line ConfigError.
+    """
+    if requested not in (None, "val", "test"):
+        raise ConfigError(f"split={requested} is not one of val, test (or leave it out: test if the data has one, else val)")
+    if requested == "val":
+        return "val"
+    datamodule.setup("test")  # datamodules know whether a test split exists only after setup
+    if datamodule.has_test:
+        split = "test"
+    elif requested == "test":
+        raise ConfigError("the data has no test split; use split=val, leave split out, or point data.test_path at one")
+    else:
+        split = "val"
+    if requested is None and announce:
+        reason = "the data has a test split" if split == "test" else "the data has no test split"
+        print(f"eval split: {split} ({reason}; split=val|test chooses)")
+    return split
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

@@ -15,10 +15,12 @@ from headstart.run.checkpoint import load_checkpoint, rebuild, with_checkpoint_c
 from headstart.run.checks import CONF_DIR
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.errors import one_line_errors
+from headstart.run.extras import extras
 
 
 def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run the checkpoint on ``inputs``; one JSON record per input, in input order."""
+    extras(cfg)
     lightning.seed_everything(cfg.seed, workers=True)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     built = rebuild(cfg, checkpoint)

@@ -25,13 +25,15 @@ from headstart.run.build import build
 from headstart.run.checks import CONF_DIR
 from headstart.run.multirun import pin_job_for_ddp_children
 from headstart.run.config import output_dir, register_resolvers
-from headstart.run.console import print_config_tree
+from headstart.run.console import print_config_tree, print_run_locations
 from headstart.run.errors import in_multirun, one_line_errors
+from headstart.run.extras import extras
 from headstart.run.results import scalar_metrics, write_metrics
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (resuming from ``ckpt_path`` when set), test the best checkpoint, write metrics.json."""
+    extras(cfg)
     lightning.seed_everything(cfg.seed, workers=True)
     print_config_tree(cfg)
     built = build(cfg)
@@ -67,10 +69,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if getattr(task, "exported_pretrained", None):  # pretraining tasks: the backbone in HF format
         results["pretrained_dir"] = task.exported_pretrained
     if trainer.is_global_zero:
-        path = write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
-        print(f"metrics: {path}")
+        write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
     finish_wandb()
     end_process_group()
+    print_run_locations(output_dir(cfg), {"metrics": Path(output_dir(cfg)) / "metrics.json"}, trainer.loggers)
     return results
 
 
