@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from headstart.callbacks.checkpoint_averaging import CheckpointAveraging
 from headstart.callbacks.data_skips import DataSkipReport
+from headstart.callbacks.nonfinite import NonFiniteGuard
+from headstart.callbacks.preemption import Preemption
 from headstart.callbacks.throughput import Throughput, peak_memory_mb
 from headstart.run.build import build
 from headstart.run.checks import CONF_DIR
@@ -29,6 +31,7 @@ from headstart.run.console import print_config_tree, print_run_locations
 from headstart.run.errors import in_multirun, one_line_errors
 from headstart.run.extras import extras
 from headstart.run.results import scalar_metrics, write_metrics
+from headstart.run.safe_load import check_resume_checkpoint
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -42,16 +45,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     pin_job_for_ddp_children()
+    check_resume_checkpoint(cfg.get("ckpt_path"))  # pickled code: one line, before Lightning loads it
     start = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     fit_seconds = time.perf_counter() - start
-    if not scalar_metrics(trainer.callback_metrics, ("val/",)):
+    preempted = bool(getattr(find_callback(trainer, Preemption), "preempted", False))  # leave at once
+    if not preempted and not scalar_metrics(trainer.callback_metrics, ("val/",)):
         # Stopped (max_steps) before any validation: measure the final weights once.
         trainer.validate(task, datamodule=datamodule)
     results: dict[str, Any] = scalar_metrics(trainer.callback_metrics)
 
     best = best_checkpoint(trainer)
-    if cfg.get("test", True) and datamodule.has_test:
+    if not preempted and cfg.get("test", True) and datamodule.has_test:
         tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         for metrics in tested:
             results.update(scalar_metrics(metrics))
@@ -65,6 +70,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         peak_memory_mb=round(peak_memory_mb(task.device), 1),
         global_step=trainer.global_step,
         data_skipped=skips.total if skips else 0,
+        nonfinite_skipped=getattr(find_callback(trainer, NonFiniteGuard), "skipped_steps", 0),
+        preempted=preempted,
     )
     if getattr(task, "exported_pretrained", None):  # pretraining tasks: the backbone in HF format
         results["pretrained_dir"] = task.exported_pretrained

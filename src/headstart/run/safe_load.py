@@ -46,3 +46,10 @@ def safe_load(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     if not isinstance(checkpoint, dict):
         raise UnsafeCheckpointError(f"{path}: not a checkpoint (holds a {type(checkpoint).__name__}, not a dict)")
     return checkpoint
+
+
+def check_resume_checkpoint(path: str | None) -> None:
+    """Read ``ckpt_path`` safely before Lightning does (its refusal is torch's multi-line text);
+    memory-mapped, so a large checkpoint costs little. Lightning's keywords (``last``...) pass."""
+    if path and Path(path).is_file():
+        safe_load(path, mmap=True)

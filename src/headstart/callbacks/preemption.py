@@ -1,0 +1,89 @@
+"""Preemption: on SIGTERM (or SIGUSR1, SLURM's usual warning signal) write ``last.ckpt`` at the
+next batch end and stop cleanly, so ``ckpt_path=<run>/checkpoints/last.ckpt`` resumes the run.
+
+Lightning notes SIGTERM itself (``trainer.received_sigterm``) and then raises
+``SIGTERMException`` (a ``SystemExit`` with code 0) after the batch: the process ends with no
+checkpoint and no metrics.json. Here the checkpoint is written at that batch end instead, the
+flag is cleared and ``trainer.should_stop`` is set, so fit returns normally and train.py writes
+metrics.json with ``"preempted": true``. Under SLURM with Lightning's auto-requeue, Lightning's
+own SIGUSR1 handler (hpc checkpoint + ``scontrol requeue``) still runs after this one.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+
+class Preemption(Callback):
+    """Saves ``<dirpath>/<filename>`` and stops when the process is told to leave.
+
+    ``signals``: names of extra signals handled like SIGTERM (SIGTERM itself is Lightning's).
+    """
+
+    def __init__(self, dirpath: str, filename: str = "last.ckpt", signals: tuple[str, ...] = ("SIGUSR1",)) -> None:
+        self.path = str(Path(dirpath) / filename)
+        self.signals = tuple(getattr(signal, name) for name in signals if hasattr(signal, name))
+        self.preempted = False
+        self.saved_after_s: float | None = None  # seconds from the signal to the written checkpoint
+        self._signal_time: float | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After Lightning registered its own handlers (Trainer._run), which are chained below.
+        for signum in self.signals:
+            try:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread: leave signals to whoever owns them
+                return
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signal_time = self._signal_time or time.monotonic()
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+    def _asked_to_leave(self, trainer: Trainer) -> bool:
+        if trainer.received_sigterm and self._signal_time is None:
+            self._signal_time = time.monotonic()
+        local = self._signal_time is not None
+        # Every rank must decide together: saving is collective. One tiny reduce, DDP only.
+        return trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.preempted or not self._asked_to_leave(trainer):
+            return
+        self._save(trainer)
+        # Fit returns normally (Lightning would otherwise raise SIGTERMException after this hook).
+        trainer._signal_connector.received_sigterm = False
+        trainer.should_stop = True
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """SIGTERM outside a training batch (e.g. during validation): still leave a checkpoint."""
+        if isinstance(exception, SIGTERMException) and not self.preempted:
+            self._save(trainer)
+
+    def _save(self, trainer: Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self.preempted = True
+        if self._signal_time is not None:
+            self.saved_after_s = round(time.monotonic() - self._signal_time, 3)
+        rank_zero_info(
+            f"preempted: checkpoint written to {self.path} at step {trainer.global_step} "
+            f"({self.saved_after_s} s after the signal); resume with ckpt_path={self.path}"
+        )
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        for signum, previous in self._previous.items():
+            try:
+                signal.signal(signum, previous)
+            except ValueError:  # not the main thread
+                break
+        self._previous = {}

@@ -1,0 +1,68 @@
+"""Preemption: SIGTERM to a real training process writes last.ckpt and exits cleanly; the run
+resumes from it (issue 16)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from headstart.run.safe_load import safe_load
+
+ARGS = [
+    "model.preset=tiny", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar",
+    "~callbacks.rich_model_summary", "logger=csv", "data.num_workers=0", "trainer.num_sanity_val_steps=0",
+    "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "data.batch_size=8",
+    "data.synthetic_sizes={train: 8000, val: 8, test: 8}", "callbacks.last_checkpoint.every_n_train_steps=2",
+]
+
+
+def start(tmp_path: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *ARGS, *extra, f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path}/logs"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} never appeared: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_exits_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    proc = start(tmp_path, run, "trainer.max_steps=100000")
+    wait_for(last, proc, timeout=240)  # step 2 done: training is under way
+    before = safe_load(last)["global_step"]
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    saved = safe_load(last)
+    assert saved["global_step"] > before and elapsed < 30, (saved["global_step"], before, elapsed)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["preempted"] is True and metrics["global_step"] == saved["global_step"]
+
+    resumed_dir = tmp_path / "resumed"
+    target = saved["global_step"] + 2
+    resumed = start(tmp_path, resumed_dir, f"trainer.max_steps={target}", f"ckpt_path={last}")
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr[-3000:]
+    after = json.loads((resumed_dir / "metrics.json").read_text())
+    assert after["global_step"] == target and after["preempted"] is False
