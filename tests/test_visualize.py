@@ -28,7 +28,7 @@ from headstart.viz.figure import draw_each
 from headstart.viz.images import classification_png
 from headstart.viz.masks import palette, segmentation_png
 from headstart.viz.text_pages import fills_png, pairs_page, scores_png, spans_page
-from headstart.viz.text_png import wrap_offsets
+from headstart.viz.text_png import excerpt, wrap_offsets
 
 
 def assert_png(path: Path) -> tuple[int, int]:
@@ -128,6 +128,14 @@ def test_wrap_offsets_cover_the_text() -> None:
     lines = wrap_offsets(text, 12)
     assert all(end - start <= 12 for start, end in lines)
     assert "".join(text[s:e] for s, e in lines).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+
+
+def test_long_texts_are_cut_around_the_first_span() -> None:
+    text = "x" * 5000 + "ANSWER" + "y" * 5000
+    cut, spans = excerpt(text, [(5000, 5006, "answer"), (9000, 9001, "far")], limit=600)
+    assert len(cut) == 602 and cut[0] == cut[-1] == "…" and [label for *_, label in spans] == ["answer"]
+    assert cut[spans[0][0] : spans[0][1]] == "ANSWER"
+    assert excerpt("short", [(0, 5, "a")]) == ("short", [(0, 5, "a")])
 
 
 def test_a_record_that_cannot_be_drawn_is_a_warning(tmp_path: Path) -> None:

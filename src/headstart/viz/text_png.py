@@ -73,7 +73,8 @@ def text_block(text: str, spans: Sequence[Span] = (), width: int = 88, size: int
     line_h = int(size * 1.45) + (int(size * 0.9) if any(label for *_, label in spans) else 0)
     lines = wrap_offsets(text, width)
     top = int(size * 1.6) if heading else 0
-    canvas = Image.new("RGB", (int(width * char_w) + 2 * MARGIN, top + len(lines) * line_h + 2 * MARGIN), WHITE)
+    columns = max([len(heading), 24, *(le - ls for ls, le in lines)])  # short texts make narrow pictures
+    canvas = Image.new("RGB", (int(min(width, columns) * char_w) + 2 * MARGIN + 40, top + len(lines) * line_h + 2 * MARGIN), WHITE)
     draw = ImageDraw.Draw(canvas)
     if heading:
         draw.text((MARGIN, MARGIN), heading, font=face, fill=GREY)
@@ -92,24 +93,42 @@ def text_block(text: str, spans: Sequence[Span] = (), width: int = 88, size: int
     return canvas
 
 
+def excerpt(text: str, spans: Sequence[Span] = (), limit: int = 2400) -> tuple[str, list[Span]]:
+    """At most ``limit`` characters of ``text`` around its first span (a long context would make a
+    picture metres tall), "…" where cut, spans moved along and those outside dropped."""
+    if len(text) <= limit:
+        return text, list(spans)
+    centre = min((s for s, _, _ in spans), default=0)
+    start = max(0, min(centre - limit // 3, len(text) - limit))
+    lead = "…" if start else ""
+    cut = lead + text[start : start + limit] + ("…" if start + limit < len(text) else "")
+    moved = [(s - start + len(lead), e - start + len(lead), label) for s, e, label in spans if s >= start and e <= start + limit]
+    return cut, moved
+
+
 def stack(blocks: Sequence[Image.Image], horizontal: bool = False, gap: int = 6) -> Image.Image:
-    """Blocks one under the other (or side by side), tops / lefts aligned, on white."""
+    """Blocks one under the other (or side by side), tops / lefts aligned, on white, split by grey bars."""
     if horizontal:
         size = (sum(b.width for b in blocks) + gap * (len(blocks) - 1), max(b.height for b in blocks))
     else:
         size = (max(b.width for b in blocks), sum(b.height for b in blocks) + gap * (len(blocks) - 1))
-    canvas, offset = Image.new("RGB", size, (225, 225, 225)), 0
-    for block in blocks:
+    canvas, offset = Image.new("RGB", size, WHITE), 0
+    draw = ImageDraw.Draw(canvas)
+    for k, block in enumerate(blocks):
         canvas.paste(block, (offset, 0) if horizontal else (0, offset))
-        offset += (block.width if horizontal else block.height) + gap
+        offset += block.width if horizontal else block.height
+        if k < len(blocks) - 1:
+            bar = [offset, 0, offset + gap - 1, size[1]] if horizontal else [0, offset, size[0], offset + gap - 1]
+            draw.rectangle(bar, fill=(225, 225, 225))
+        offset += gap
     return canvas
 
 
 def spans_png(path: Path, text: str, spans: Sequence[Span], headings: Sequence[tuple[str, str]] = (),
               colours: Colours | None = None) -> Path:  # fmt: skip
     """A PNG of short (heading, text) blocks (e.g. the question) above ``text`` with its spans."""
-    blocks = [text_block(body, heading=head) for head, body in headings]
-    blocks.append(text_block(text, spans, colours=colours))
+    blocks = [text_block(excerpt(body, limit=600)[0], heading=head) for head, body in headings]
+    blocks.append(text_block(*excerpt(text, spans), colours=colours))
     path.parent.mkdir(parents=True, exist_ok=True)
     stack(blocks).save(path)
     return path
@@ -118,5 +137,5 @@ def spans_png(path: Path, text: str, spans: Sequence[Span], headings: Sequence[t
 def columns_png(path: Path, columns: Sequence[tuple[str, str]], width: int = 56) -> Path:
     """A PNG of (heading, text) columns side by side: input | output."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    stack([text_block(body, width=width, heading=head) for head, body in columns], horizontal=True).save(path)
+    stack([text_block(excerpt(body)[0], width=width, heading=head) for head, body in columns], horizontal=True).save(path)
     return path
