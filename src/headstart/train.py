@@ -31,18 +31,23 @@ from headstart.run.console import print_config_tree, print_run_locations
 from headstart.run.errors import in_multirun, one_line_errors
 from headstart.run.extras import extras
 from headstart.run.results import scalar_metrics, write_metrics
+from headstart.run.threads import apply_thread_policy
+from headstart.run.resume import remember_wandb_run, resolve_ckpt_path
 from headstart.run.safe_load import check_resume_checkpoint
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (resuming from ``ckpt_path`` when set), test the best checkpoint, write metrics.json."""
     extras(cfg)
+    apply_thread_policy(cfg)  # intra-op threads = the cores this process may use (run/threads.py)
+    cfg.ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=last: the checkpoint it means (run/resume.py)
     lightning.seed_everything(cfg.seed, workers=True)
     print_config_tree(cfg)
     built = build(cfg)
     trainer, task, datamodule = built.trainer, built.task, built.datamodule
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    remember_wandb_run(task.meta, trainer.loggers)  # a resumed run continues this W&B run
 
     pin_job_for_ddp_children()
     check_resume_checkpoint(cfg.get("ckpt_path"))  # pickled code: one line, before Lightning loads it
@@ -116,17 +121,24 @@ def end_process_group() -> None:
             os.environ.pop(key, None)
 
 
-def finish_wandb() -> None:
+def finish_wandb(exit_code: int = 0) -> None:
     """Close this job's W&B run so the next job of a multirun starts its own."""
     wandb = sys.modules.get("wandb")  # imported only when a W&B logger was used
     if wandb is not None and wandb.run is not None:
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 @one_line_errors
 def _main(cfg: DictConfig) -> float | None:
-    results = train(cfg)
+    try:
+        results = train(cfg)
+    except Exception:
+        # A failed job closes its W&B run and process group too; otherwise the next job of a
+        # multirun logs into this run (WandbLogger reuses an open one) or waits for peers.
+        finish_wandb(exit_code=1)
+        end_process_group()
+        raise
     metric = cfg.get("optimized_metric")
     return results.get(metric) if metric else None
 
