@@ -27,5 +27,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not gpu" --durations=15 $(PYTEST_ARGS)
 
+# Side-by-side benchmarks (scripts/bench): make bench ARGS=--quick, or ARGS="textcls --repeats 3".
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -e '.[bench]'
+	rm -f $(VENV)/.bench-*
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(PY) -m scripts.bench $(ARGS)
+
 clean:
 	rm -rf outputs logs multirun wandb .pytest_cache

@@ -1,4 +1,4 @@
-"""``python -m scripts.bench <name|all> [--quick] [--repeats N] [--out file.json] [--threads N]``.
+"""``python -m scripts.bench [name ...|all] [--quick] [--repeats N] [--out file.json] [--threads N]``.
 
 Each comparison runs its sides alternately (A B C A B C ...) in this one process, prints a table
 and writes a JSON record (default ``logs/bench/<name>.json``; results are not committed).
@@ -28,8 +28,10 @@ from headstart.run.threads import choose_threads  # noqa: E402
 
 from scripts.bench.harness import Side, alternate, environment, format_table, summarise, write_json  # noqa: E402
 
-NAMES = ("textcls", "ner", "audio", "image", "detr_loss")
-METRICS = {"textcls": "val/acc", "ner": "val/f1 (entity)", "audio": "val/acc", "image": "val/acc", "detr_loss": "-"}
+NAMES = ("textcls", "ner", "audio", "image_vit", "image_convnext", "detr_loss")
+ALIASES = {"image": ("image_vit", "image_convnext"), "all": NAMES}
+METRICS = {"textcls": "val/acc", "ner": "val/f1 (entity)", "audio": "val/acc", "image_vit": "val/acc",
+           "image_convnext": "val/acc", "detr_loss": "loss"}
 
 
 def build_sides(name: str, args: argparse.Namespace) -> tuple[list[Side], dict[str, Any]]:
@@ -39,13 +41,13 @@ def build_sides(name: str, args: argparse.Namespace) -> tuple[list[Side], dict[s
     if name == "audio":
         from scripts.bench.audio import comparison
         return comparison(args.quick, args.steps)
-    if name == "image":
+    if name.startswith("image_"):
         from scripts.bench.image import comparison
-        return comparison(args.quick, args.steps, args.model)
+        return comparison(args.quick, args.steps, name.split("_", 1)[1])
     if name == "detr_loss":
         from scripts.bench.detr_loss import comparison
         return comparison(args.quick)
-    raise SystemExit(f"unknown comparison {name!r}: one of {', '.join(NAMES)} or all")
+    raise SystemExit(f"unknown comparison {name!r}: one of {', '.join(NAMES)}")
 
 
 def pinned(side: Side, threads: int) -> Side:
@@ -77,27 +79,28 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     summary = summarise(runs)
     settings.update(quick=args.quick, repeats=repeats, threads=threads, threads_source=source, wall_seconds=round(time.perf_counter() - start, 1))
     print(format_table(f"{name}{' (quick)' if args.quick else ''}", summary, METRICS.get(name, "metric")), flush=True)
-    out = Path(args.out) if args.out and args.names != ["all"] else Path("logs/bench") / f"{name}{'_quick' if args.quick else ''}.json"
+    out = Path(args.out) if args.out else Path("logs/bench") / f"{name}{'_quick' if args.quick else ''}.json"
     print(f"[bench] wrote {write_json(out, name, settings, summary, env)}", flush=True)
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="+", help=f"comparisons: {', '.join(NAMES)}, or all")
+    parser.add_argument("names", nargs="*", default=["all"], help=f"comparisons: {', '.join(NAMES)}; image (both models); all (default)")
     parser.add_argument("--quick", action="store_true", help="a few hundred steps or fewer per side, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None, help="rounds of A B C (default 2 quick, 3 full)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (overrides the mode's default)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every side (default: headstart's policy)")
-    parser.add_argument("--model", default="both", choices=["vit", "convnext", "both"], help="image: which tiny model(s)")
     parser.add_argument("--thread-policy", action="store_true",
                         help="add a headstart side at torch's default thread count (headstart's policy off), e.g. under taskset -c 0")
     parser.add_argument("--out", default=None, help="JSON file (one comparison only; default logs/bench/<name>.json)")
     args = parser.parse_args(argv)
-    names = list(NAMES) if args.names == ["all"] else args.names
+    names = [n for name in args.names for n in ALIASES.get(name, (name,))]
     for name in names:
         if name not in NAMES:
-            parser.error(f"unknown comparison {name!r}: one of {', '.join(NAMES)} or all")
+            parser.error(f"unknown comparison {name!r}: one of {', '.join(NAMES)}, image or all")
+    if args.out and len(names) > 1:
+        parser.error("--out names one file: give one comparison")
     for name in names:
         run_one(name, args)
     sys.stdout.flush()

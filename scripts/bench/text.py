@@ -95,13 +95,13 @@ def comparison(kind: str, quick: bool, steps: int | None) -> tuple[list[Side], d
     if kind == "textcls":
         data = ["task=text_classification", "data.source=lines", f"data.path={SHARED / 'text' / 'rt-polarity'}",
                 "data.val_fraction=0.1", "data.max_length=64"]
-        recipe = Recipe(batch_size=32, lr=5e-5, epochs=1, max_steps=(steps or 120) if quick else (steps or -1))
+        recipe = Recipe(batch_size=32, lr=5e-5, epochs=1, max_steps=(steps or 40) if quick else (steps or -1))
         metric_name, eval_limit = "val/acc", None  # val is sorted by class: no subset
     else:
         conll = SHARED / "text" / "conll2003"
         data = ["task=token_classification", "data=conll2003", f"data.train_path={conll / 'eng.train'}",
                 f"data.val_path={conll / 'eng.testa'}", "data.max_length=128"]
-        recipe = Recipe(batch_size=32, lr=5e-5, epochs=3, max_steps=(steps or 120) if quick else (steps or -1))
+        recipe = Recipe(batch_size=32, lr=5e-5, epochs=3, max_steps=(steps or 40) if quick else (steps or -1))
         metric_name, eval_limit = "val/f1", (512 if quick else None)
     overrides = ["model=bert", f"model.checkpoint={checkpoint}", *data, *recipe_overrides(recipe, eval_limit)]
     built = built_like_train(overrides)

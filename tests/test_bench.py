@@ -1,0 +1,111 @@
+"""The benchmark harness's bookkeeping (alternation, medians, ratios, table, JSON) and the
+default CPU thread policy (src/headstart/run/threads.py). No training, no ../shared data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from headstart.run.threads import allowed_cores, apply_thread_policy, choose_threads
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_harness():
+    """scripts/ is not an installed package: load the harness module from its file."""
+    spec = importlib.util.spec_from_file_location("bench_harness", ROOT / "scripts" / "bench" / "harness.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+H = load_harness()
+
+
+def fake_runs() -> dict:
+    R = H.SideResult
+    return {
+        "headstart": [R(30.0, 0.80, 0.02), R(36.0, 0.82, 0.03), R(33.0, 0.81, 0.02)],
+        "trainer": [R(20.0, 0.79, 0.05), R(24.0, 0.80, 0.05), R(22.0, 0.78, 0.05)],
+        "plain": [R(33.0, None, None), R(33.0, None, None), R(33.0, None, None)],
+    }
+
+
+def test_sides_alternate_every_round():
+    order: list[str] = []
+
+    def side(name: str) -> H.Side:
+        return H.Side(name, lambda: order.append(name) or H.SideResult(1.0))
+
+    runs = H.alternate([side("a"), side("b"), side("c")], repeats=3, log=lambda _: None)
+    assert order == ["a", "b", "c"] * 3
+    assert [len(v) for v in runs.values()] == [3, 3, 3]
+
+
+def test_summary_medians_spread_and_ratios():
+    summary = H.summarise(fake_runs())
+    hs = summary["sides"]["headstart"]
+    assert hs["samples_per_second"] == {"median": 33.0, "min": 30.0, "max": 36.0}
+    assert hs["metric"]["median"] == pytest.approx(0.81) and hs["metric"]["max"] - hs["metric"]["min"] == pytest.approx(0.02)
+    assert hs["padding_fraction"] == pytest.approx(0.02)
+    assert summary["sides"]["plain"]["metric"] is None
+    vs_trainer = summary["ratios"]["headstart/trainer"]
+    assert vs_trainer["median_ratio"] == pytest.approx(33.0 / 22.0)
+    assert vs_trainer["round_min"] == pytest.approx(1.5) and vs_trainer["round_max"] == pytest.approx(1.5)
+    vs_plain = summary["ratios"]["headstart/plain"]
+    assert vs_plain["median_ratio"] == pytest.approx(1.0)
+    assert vs_plain["round_min"] == pytest.approx(30 / 33) and vs_plain["round_max"] == pytest.approx(36 / 33)
+
+
+def test_table_and_json_record(tmp_path: Path):
+    summary = H.summarise(fake_runs())
+    table = H.format_table("textcls", summary, "val/acc")
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[3:6]}
+    assert rows["headstart"][1:4] == ["33.00", "30.00", "36.00"] and rows["headstart"][4] == "0.8100"
+    assert rows["plain"][4] == "-"  # no metric is shown as missing, not as 0
+    assert "ratio headstart/trainer: 1.500x (per round 1.500-1.500)" in table
+    path = H.write_json(tmp_path / "out" / "textcls.json", "textcls", {"recipe": {"lr": 5e-5}}, summary, H.environment())
+    record = json.loads(path.read_text())
+    assert record["name"] == "textcls" and record["settings"]["recipe"]["lr"] == 5e-5
+    assert record["ratios"]["headstart/trainer"]["median_ratio"] == pytest.approx(1.5)
+    assert len(record["sides"]["trainer"]["runs"]) == 3
+    assert record["environment"]["start"]["torch_threads"] == torch.get_num_threads()
+
+
+def test_thread_policy_precedence():
+    cores = allowed_cores()
+    assert cores == len(os.sched_getaffinity(0))
+    assert choose_threads(3, {"OMP_NUM_THREADS": "1"}) == (3, "config")
+    assert choose_threads(None, {"OMP_NUM_THREADS": "2"}) == (2, "OMP_NUM_THREADS")
+    assert choose_threads(0, {}) == (cores, "affinity")  # 0 / null: automatic
+    assert choose_threads(None, {"OMP_NUM_THREADS": "lots"}) == (cores, "affinity")
+    before = torch.get_num_threads()
+    try:
+        assert apply_thread_policy({"threads": 1}) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+def test_thread_policy_follows_a_pinned_affinity():
+    """Pinned to one core, torch alone keeps one thread per machine core; the policy uses one."""
+    code = (
+        "import os, torch; from headstart.run.threads import apply_thread_policy; "
+        "default = torch.get_num_threads(); print(default, apply_thread_policy(None), torch.get_num_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    first_core = min(os.sched_getaffinity(0))
+    out = subprocess.run(["taskset", "-c", str(first_core), sys.executable, "-c", code], env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    default, chosen, now = map(int, out)
+    assert chosen == now == 1
+    assert default >= 1  # torch's own count (the machine's cores) is what the policy replaces
