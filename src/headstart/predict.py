@@ -38,7 +38,8 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     print(f"predictions: {path} ({len(records)} inputs)")
     if cfg.predict.visualize:
         pictures = built.task.visualize(records, out_dir / "visualizations") or []
-        print(f"pictures: {out_dir / 'visualizations'} ({len(pictures)} files)")
+        pages = [p for p in pictures if p.suffix == ".html"]  # text tasks: one page of all inputs
+        print(f"pictures: {pages[0] if pages else out_dir / 'visualizations'} ({len(pictures) - len(pages)} PNG)")
     return records
 
 
