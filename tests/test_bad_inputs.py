@@ -301,7 +301,7 @@ CASES = [
     Case("wav_zero_length", lambda r: manifest(r, zero_length_wav()), "clip5.wav", "no audio samples"),
     Case("wav_zero_bytes", lambda r: manifest(r, b""), "clip5.wav", "empty (0 bytes)"),
     Case("manifest_missing_file", lambda r: manifest(r, missing=True), "train.jsonl:6", "not found"),
-    Case("conll_missing_column", lambda r: conll(r, "John NNP B-PER\nruns VBZ B-VP O\n"), "train.txt:31", "3 columns, the file's lines have 4"),
+    Case("conll_missing_column", lambda r: conll(r, "John NNP B-PER\nruns VBZ B-VP O\n"), "train.txt:31", "3 columns, expected token column 0 and tag column -1 (the file's lines have 4 columns)"),
     Case("conll_unknown_tag_in_val", lambda r: conll(r, "Anna NNP B-NP B-XYZ\n", where="val"), "val.txt:11", "unknown tag 'B-XYZ'"),
     Case("conll_non_utf8", conll_bytes, "train.txt:32", "not valid UTF-8"),
     Case("squad_answer_start_mismatch", lambda r: squad(r, {"text": "Rome", "answer_start": 3}), "train.json", "does not match"),
@@ -336,6 +336,8 @@ def test_bad_input_skip_is_counted(case: Case, tmp_path: Path) -> None:
     skipped = run_data(tmp_path, [*overrides, *case.overrides, "data.on_error=skip"])
     named = sorted({s for s in skipped if case.where in s})
     assert len(named) == 1 and case.message in named[0], skipped
+    location = named[0].split(": ", 1)[0]
+    assert f"{location}: {location}" not in named[0], named[0]  # the reason does not repeat where
     assert len(set(skipped)) == 1, f"only the bad example may be skipped: {skipped}"
 
 

@@ -29,8 +29,9 @@ def load_example(load: Callable[[], T], where: str, on_error: OnError) -> T | Sk
     try:
         return load()
     except DataError as err:
-        if on_error == "skip":
-            return Skipped(where, str(err))
+        if on_error == "skip":  # the message usually starts with ``where`` already: not twice
+            reason = str(err)
+            return Skipped(where, reason[len(where) + 2:] if reason.startswith(f"{where}: ") else reason)
         raise
     except Exception as err:  # decoding libraries raise many types; all mean "this example is bad"
         message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
@@ -59,7 +60,7 @@ def split_skipped(samples: list[Any]) -> tuple[list[Any], list[str]]:
     return kept, skipped
 
 
-def ride_along(items: list[Any], split: str) -> list[Any]:
+def ride_along(items: list[Any], split: str = "a") -> list[Any]:
     """Attach the Skipped markers of a split read at setup time to its kept examples (dicts).
 
     A marker that stood alone as a dataset item could fill a whole batch with nothing to train

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, file_splits, holdout, parse_all
-from headstart.data.errors import DataError, Skipped, load_example
+from headstart.data.errors import DataError, Skipped, load_example, ride_along
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.hf import load_hf_splits
 from headstart.data.sources.text import read_lines, read_records, require_columns
@@ -172,7 +172,7 @@ class TextClassificationDataModule(EncoderTextDataModule):
             item if isinstance(item, Skipped) else load_example(lambda: self._feature(where, item, i), where, self.on_error)
             for i, (where, item) in enumerate(items)
         ]
-        return FeatureDataset(features)
+        return FeatureDataset(ride_along(features))  # skipped texts ride on kept ones: no empty batch
 
     def setup(self, stage: str | None = None) -> None:
         self._load()

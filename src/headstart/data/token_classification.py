@@ -72,8 +72,8 @@ def read_conll(path: str | Path, token_column: int, tag_column: int, on_error: s
                 raise IndexError
             token, tag = fields[token_column], fields[tag_column]
         except IndexError:
-            error = (f"{where}: {len(fields)} columns, the file's lines have {expected} "
-                     f"(token column {token_column}, tag column {tag_column})")
+            error = (f"{where}: {len(fields)} columns, expected token column {token_column} and tag column "
+                     f"{tag_column} (the file's lines have {expected} columns)")
             if on_error == "raise":
                 raise DataError(error) from None
             bad = bad or Skipped(where, error.split(": ", 1)[1])
