@@ -202,14 +202,9 @@ class MaskedLMTask(ExportsPretrained, Task):
 
     def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         """A PNG per input (its text above the top-k tokens at each mask) and index.html of them all."""
-        from headstart.viz.figure import draw_each, file_stem
-        from headstart.viz.html import esc
-        from headstart.viz.text_pages import fills_cell, fills_png, html_rows, write_table_page
+        from headstart.viz.text_pages import fills_page
 
-        text = lambda r: r["text"] if r.get("text") is not None else r.get("filled", "")  # noqa: E731
-        pngs = draw_each(records, out_dir, lambda i, r, out: [fills_png(out / f"{file_stem(i, None)}.png", text(r), r["masks"])])
-        rows = html_rows(records, lambda r: [esc(text(r)), fills_cell(r["masks"]), esc(r["filled"])])
-        return write_table_page(out_dir, "masked LM: top-k fills", ["text", "top-k tokens per mask", "best fill"], rows) + pngs
+        return fills_page(records, out_dir)
 
     # ---- export ---------------------------------------------------------------------------------
     def export_pretrained(self, directory: Path) -> None:

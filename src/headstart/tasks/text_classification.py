@@ -108,17 +108,14 @@ class TextClassificationTask(Task):
 
     def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         """A PNG per input (its text above a bar chart of its labels) and index.html of them all."""
-        from headstart.viz.figure import draw_each, file_stem
-        from headstart.viz.html import esc
-        from headstart.viz.text_pages import html_rows, scores_png, write_table_page
+        from headstart.viz.text_pages import scores_page
+
+        def text(record: dict[str, Any]) -> str:
+            pair = record.get("text_pair")
+            return record["text"] if pair is None else f"{record['text']}  [SEP]  {pair}"
 
         empty = f"no label above threshold {self.threshold:g}" if self.multi_label else "no label predicted"
-        text = lambda r: r["text"] + (f"  [SEP]  {r['text_pair']}" if r.get("text_pair") is not None else "")  # noqa: E731
-        pngs = draw_each(records, out_dir, lambda i, r, out: [scores_png(out / f"{file_stem(i, None)}.png", text(r),
-                                                                         r["labels"], r["scores"], empty)])
-        rows = html_rows(records, lambda r: [esc(text(r)), "<br>".join(f"{esc(label)} {score:.3f}"
-                                                                       for label, score in zip(r["labels"], r["scores"]))])
-        return write_table_page(out_dir, "text classification", ["text", "labels (probability)"], rows) + pngs
+        return scores_page(records, out_dir, "text classification", text, empty)
 
     def media(self, batch: dict[str, Any], outputs: Any, max_items: int) -> dict[str, Any]:
         """A table of validation texts with prediction and target."""

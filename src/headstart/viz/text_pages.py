@@ -1,9 +1,9 @@
 """Pictures of text predictions: one HTML page for all inputs, one PNG per input.
 
-- :func:`scores_png`: the text above a bar chart of its top-k labels (text classification).
+- :func:`scores_page`: each text above a bar chart of its top-k labels (text classification).
 - :func:`spans_page`: texts with labelled spans (NER entities, a QA answer), HTML + PNGs.
 - :func:`pairs_page`: input beside output (generation, summarization, translation, denoising).
-- :func:`fills_png` / :func:`fills_cell`: the top-k tokens at every [MASK] (masked LM).
+- :func:`fills_page`: the top-k tokens at every [MASK] (masked LM).
 """
 
 from __future__ import annotations
@@ -53,6 +53,21 @@ def scores_png(path: Path, text: str, labels: Sequence[str], scores: Sequence[fl
         ax.set_title(wrap(text, 90, 4), fontsize=10)
         note(ax, empty)
     return save_figure(fig, path)
+
+
+def scores_page(records: list[dict[str, Any]], out_dir: Path, title: str, text_of: Callable[[dict[str, Any]], str],
+                empty: str = "no label predicted") -> list[Path]:  # fmt: skip
+    """Records with "labels" and "scores" (best first): an HTML table and a PNG bar chart per input."""
+
+    def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
+        return [scores_png(out / f"{file_stem(i, None)}.png", text_of(record), record["labels"], record["scores"], empty)]
+
+    def row(record: dict[str, Any]) -> list[str]:
+        return [esc(text_of(record)), "<br>".join(f"{esc(label)} {score:.3f}" for label, score in zip(record["labels"], record["scores"]))
+                or f"<i>{esc(empty)}</i>"]  # fmt: skip
+
+    pngs = draw_each(records, out_dir, draw)
+    return write_table_page(out_dir, title, ["text", "labels (probability)"], html_rows(records, row)) + pngs
 
 
 def spans_page(records: list[dict[str, Any]], out_dir: Path, title: str, text_of: Callable[[dict[str, Any]], str],
@@ -108,3 +123,18 @@ def fills_cell(masks: Sequence[dict[str, Any]]) -> str:
                           for j, (t, s) in enumerate(zip(mask["tokens"], mask["scores"])))
         items.append(f"<div>mask {k + 1}: {fills}</div>")
     return "".join(items) or "<i>(no mask token)</i>"
+
+
+def fills_page(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Fill-mask records ({"text", "masks": [{"position", "tokens", "scores"}], "filled"}): an HTML
+    table and a PNG of top-k bar charts per input."""
+
+    def text(record: dict[str, Any]) -> str:
+        return record["text"] if record.get("text") is not None else record.get("filled", "")
+
+    def draw(i: int, record: dict[str, Any], out: Path) -> list[Path]:
+        return [fills_png(out / f"{file_stem(i, None)}.png", text(record), record["masks"])]
+
+    pngs = draw_each(records, out_dir, draw)
+    rows = html_rows(records, lambda r: [esc(text(r)), fills_cell(r["masks"]), esc(r["filled"])])
+    return write_table_page(out_dir, "masked LM: top-k fills", ["text", "top-k tokens per mask", "best fill"], rows) + pngs
