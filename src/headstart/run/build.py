@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from headstart.run.checks import check_pairing
 from headstart.run.errors import ConfigError
 from headstart.run.literals import check_literals
+from headstart.run.resume import resumed_meta, reuse_run_tokenizer, wandb_resume_kwargs
 
 # Keys in task/model configs that describe the config itself, not constructor arguments.
 TASK_META_KEYS = ("name", "monitor", "monitor_mode")
@@ -75,15 +76,17 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     return callbacks
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
+def build_loggers(cfg: DictConfig, resumed: dict[str, Any] | None = None) -> list[Logger]:
+    """The configured loggers; resuming (``resumed``: the checkpoint's meta), W&B continues its run."""
     loggers = []
     for node in (cfg.get("logger") or {}).values():
         if node is None or "_target_" not in node:
             continue
+        resume = wandb_resume_kwargs(resumed or {}) if node._target_.endswith("WandbLogger") else {}
         if node._target_.endswith("WandbLogger") and not node.get("name"):
-            loggers.append(instantiate(node, name=run_name(cfg)))
+            loggers.append(instantiate(node, name=run_name(cfg), **resume))
         else:
-            loggers.append(instantiate(node))
+            loggers.append(instantiate(node, **resume))
     return loggers
 
 
@@ -95,6 +98,8 @@ def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: boo
     if meta is not None:
         model_cfg = OmegaConf.merge(model_cfg, meta["model_rebuild"])
     backbone = instantiate(model_cfg, _convert_="all")
+    resumed = resumed_meta(cfg.get("ckpt_path")) if for_training and meta is None else {}
+    reuse_run_tokenizer(backbone, resumed)  # a retrained tokenizer would not be the same vocabulary
     datamodule = instantiate(cfg.data, _convert_="all")
     # One explicit exchange: the model states its input needs; the data may answer with what
     # the model needs back (e.g. a tokenizer trained on the task's text for a tiny preset).
@@ -121,7 +126,7 @@ def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: boo
     trainer = instantiate(
         cfg.trainer,
         callbacks=build_callbacks(cfg),
-        logger=build_loggers(cfg) if for_training or cfg.get("logger") else False,
+        logger=build_loggers(cfg, resumed) if for_training or cfg.get("logger") else False,
         _convert_="all",
     )
     return Built(datamodule, task, trainer)
