@@ -5,33 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40), (128, 0, 0)]
-
-
-def draw_boxes(
-    image: Image.Image | np.ndarray,
-    boxes: Sequence[Sequence[float]],
-    labels: Sequence[str],
-    label_ids: Sequence[int] | None = None,
-    scores: Sequence[float] | None = None,
-) -> Image.Image:
-    """A copy of ``image`` with xyxy pixel ``boxes`` outlined, captioned ``label (score)``."""
-    pil = (image if isinstance(image, Image.Image) else Image.fromarray(image)).convert("RGB").copy()
-    draw = ImageDraw.Draw(pil)
-    width = max(1, round(min(pil.size) / 200))
-    for k, (box, label) in enumerate(zip(boxes, labels)):
-        colour = PALETTE[(label_ids[k] if label_ids is not None else k) % len(PALETTE)]
-        x0, y0, x1, y1 = (float(v) for v in box)
-        draw.rectangle([x0, y0, x1, y1], outline=colour, width=width)
-        caption = label if scores is None else f"{label} {scores[k]:.2f}"
-        text_y = max(0.0, y0 - 11)
-        draw.rectangle([x0, text_y, x0 + 6 * len(caption) + 2, text_y + 11], fill=colour)
-        draw.text((x0 + 1, text_y), caption, fill=(255, 255, 255))
-    return pil
 
 
 def wandb_boxes(
