@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from lightning.pytorch import Callback, Trainer
 
-from conftest import ROOT
+from conftest import ROOT, make_cfg
 from headstart.run.safe_load import safe_load
+from headstart.train import train
 
 ARGS = [
     "model.preset=tiny", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar",
@@ -66,3 +68,31 @@ def test_sigterm_writes_a_checkpoint_exits_cleanly_and_the_run_resumes(tmp_path:
     assert resumed.returncode == 0, stderr[-3000:]
     after = json.loads((resumed_dir / "metrics.json").read_text())
     assert after["global_step"] == target and after["preempted"] is False
+
+
+class SignalAtStep2(Callback):
+    """Sends this process SIGUSR2 (submitit's requeue signal) after the second step."""
+
+    def on_train_batch_end(self, trainer: Trainer, *args: object) -> None:
+        if trainer.global_step == 2:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+
+def test_a_requeue_handler_runs_only_after_the_checkpoint_is_written(tmp_path: Path) -> None:
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    seen: list[int | None] = []
+
+    def requeue(signum: int, frame: object) -> None:  # stands in for submitit's: requeue, then exit
+        seen.append(safe_load(last)["global_step"] if last.is_file() else None)
+
+    before = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        results = train(make_cfg(
+            tmp_path, "model.preset=tiny", "trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=1", "data.batch_size=8", "data.synthetic_sizes={train: 400, val: 8, test: 8}",
+            "trainer.max_steps=50", "+callbacks.signal._target_=test_preemption.SignalAtStep2",
+        ))
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    assert results["preempted"] is True and results["global_step"] == 3
+    assert seen == [3]  # called once, with the step-3 checkpoint already on disk

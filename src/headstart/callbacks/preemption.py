@@ -5,8 +5,12 @@ Lightning notes SIGTERM itself (``trainer.received_sigterm``) and then raises
 ``SIGTERMException`` (a ``SystemExit`` with code 0) after the batch: the process ends with no
 checkpoint and no metrics.json. Here the checkpoint is written at that batch end instead, the
 flag is cleared and ``trainer.should_stop`` is set, so fit returns normally and train.py writes
-metrics.json with ``"preempted": true``. Under SLURM with Lightning's auto-requeue, Lightning's
-own SIGUSR1 handler (hpc checkpoint + ``scontrol requeue``) still runs after this one.
+metrics.json with ``"preempted": true``.
+
+A handler that was there before (Lightning's SLURM auto-requeue on SIGUSR1: hpc checkpoint +
+``scontrol requeue``; submitit's on SIGUSR2 under ``hydra/launcher=slurm``: requeue, then exit)
+runs after the checkpoint is written, not at the signal: submitit's would otherwise end the
+process before anything is saved. Its requeued job resumes with ``ckpt_path=last``.
 """
 
 from __future__ import annotations
@@ -28,16 +32,19 @@ class Preemption(Callback):
     ``signals``: names of extra signals handled like SIGTERM (SIGTERM itself is Lightning's).
     """
 
-    def __init__(self, dirpath: str, filename: str = "last.ckpt", signals: tuple[str, ...] = ("SIGUSR1",)) -> None:
+    def __init__(self, dirpath: str, filename: str = "last.ckpt", signals: tuple[str, ...] = ("SIGUSR1", "SIGUSR2")) -> None:
         self.path = str(Path(dirpath) / filename)
         self.signals = tuple(getattr(signal, name) for name in signals if hasattr(signal, name))
         self.preempted = False
         self.saved_after_s: float | None = None  # seconds from the signal to the written checkpoint
         self._signal_time: float | None = None
         self._previous: dict[int, Any] = {}
+        self._pending: list[tuple[int, FrameType | None]] = []  # signals whose previous handler waits for the save
+        self._training = False
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # After Lightning registered its own handlers (Trainer._run), which are chained below.
+        self._training = True
         for signum in self.signals:
             try:
                 self._previous[signum] = signal.signal(signum, self._on_signal)
@@ -46,9 +53,16 @@ class Preemption(Callback):
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signal_time = self._signal_time or time.monotonic()
-        previous = self._previous.get(signum)
-        if callable(previous):
-            previous(signum, frame)
+        if self._training and not self.preempted:
+            self._pending.append((signum, frame))
+        else:
+            self._run_previous([(signum, frame)])
+
+    def _run_previous(self, received: list[tuple[int, FrameType | None]]) -> None:
+        for signum, frame in received:
+            previous = self._previous.get(signum)
+            if callable(previous):
+                previous(signum, frame)
 
     def _asked_to_leave(self, trainer: Trainer) -> bool:
         if trainer.received_sigterm and self._signal_time is None:
@@ -64,6 +78,13 @@ class Preemption(Callback):
         # Fit returns normally (Lightning would otherwise raise SIGTERMException after this hook).
         trainer._signal_connector.received_sigterm = False
         trainer.should_stop = True
+        pending, self._pending = self._pending, []
+        self._run_previous(pending)  # e.g. submitit: requeue this job, then exit
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._training = False
+        pending, self._pending = self._pending, []
+        self._run_previous(pending)  # a signal after the last training batch
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """SIGTERM outside a training batch (e.g. during validation): still leave a checkpoint."""
@@ -71,7 +92,7 @@ class Preemption(Callback):
             self._save(trainer)
 
     def _save(self, trainer: Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resume continues from it
         self.preempted = True
         if self._signal_time is not None:
             self.saved_after_s = round(time.monotonic() - self._signal_time, 3)
