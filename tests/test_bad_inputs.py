@@ -410,3 +410,14 @@ def test_error_in_a_loader_worker_is_one_line_from_train_py(case_id: str, tmp_pa
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and case.where in last and case.message in last, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Caught DataError" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_skipped_sentence_in_validation_trains_and_reaches_metrics_json(tmp_path: Path) -> None:
+    """The reported failure, end to end: an unknown tag in the validation file under skip ended
+    in KeyError 'attention_mask' (its batch held only the skipped sentence)."""
+    from headstart.train import train
+
+    overrides = conll(tmp_path / "data", "Anna NNP B-NP B-XYZ\n", where="val")
+    results = train(make_cfg(tmp_path / "run", *overrides, "model.preset=tiny", "data.on_error=skip", "trainer.max_steps=2",
+                             "trainer.num_sanity_val_steps=0", "test=false"))
+    assert results["data_skipped"] == 1 and "val/f1" in results
