@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from conftest import make_cfg
 from headstart.data.errors import DataError
@@ -47,15 +49,33 @@ def test_resume_from_last_checkpoint_continues_step_and_optimizer(tmp_path: Path
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["global_step"] == 4
-    exp_avg = next(iter(saved["optimizer_states"][0]["state"].values()))["exp_avg"]
+    saved_state = saved["optimizer_states"][0]["state"]
+    assert saved["lr_schedulers"][0]["last_epoch"] == 4  # the schedule steps once per optimizer step
+
+    # What the resumed optimizer holds when it takes its first step: the checkpoint's moments, step
+    # count and learning rates (a fresh start would hold no moments, step 0 and the warm-up rate).
+    at_first_step: list[tuple[dict[int, dict[str, torch.Tensor]], list[float]]] = []
+
+    def capture(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not at_first_step:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            state = {i: {k: v.clone() for k, v in optimizer.state[p].items()} for i, p in enumerate(params) if optimizer.state[p]}
+            at_first_step.append((state, [group["lr"] for group in optimizer.param_groups]))
 
     resumed = make_cfg(tmp_path / "b", *SHORT, "trainer.max_steps=6", f"ckpt_path={last}", "test=false")
-    results = train(resumed)
+    handle = register_optimizer_step_pre_hook(capture)
+    try:
+        results = train(resumed)
+    finally:
+        handle.remove()
     assert results["global_step"] == 6
-    # The resumed optimizer started from the saved moments, not from zero.
+    state, lrs = at_first_step[0]
+    assert state.keys() == saved_state.keys() and lrs == saved["lr_schedulers"][0]["_last_lr"]
+    for index, moments in saved_state.items():
+        assert state[index]["step"].item() == 4
+        assert torch.equal(state[index]["exp_avg"], moments["exp_avg"]) and torch.equal(state[index]["exp_avg_sq"], moments["exp_avg_sq"])
     again = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert again["optimizer_states"][0]["state"][0]["step"].item() == 6
-    assert not torch.equal(again["optimizer_states"][0]["state"][0]["exp_avg"], torch.zeros_like(exp_avg))
+    assert again["lr_schedulers"][0]["last_epoch"] == again["global_step"] == 6
     assert "RNGState" in "".join(again["callbacks"].keys())
 
 
