@@ -129,6 +129,17 @@ def test_pickled_code_is_refused_by_every_entry_point(tmp_path: Path, script: st
     assert not marker.exists()
 
 
+def test_a_checkpoint_adds_only_task_model_and_data_choices_to_the_command_line(tmp_path: Path) -> None:
+    from headstart.run.checkpoint import with_checkpoint_choices
+
+    ckpt = tmp_path / "choices.ckpt"
+    choices = {"task": "image_classification", "model": "../../../tmp/x", "data": "image_classification",
+               "+hydra.callbacks.x._target_": "os.system"}  # a Hydra callback would be instantiated at start
+    torch.save({"state_dict": {}, "headstart": {"choices": choices}}, ckpt)
+    argv = with_checkpoint_choices(["eval.py", f"ckpt_path={ckpt}", "data=cifar10"])
+    assert argv == ["eval.py", "task=image_classification", f"ckpt_path={ckpt}", "data=cifar10"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["eval.py", "predict.py"])
 def test_a_foreign_target_in_a_checkpoint_config_is_refused(tmp_path: Path, script: str) -> None:
