@@ -421,3 +421,12 @@ def test_skipped_sentence_in_validation_trains_and_reaches_metrics_json(tmp_path
     results = train(make_cfg(tmp_path / "run", *overrides, "model.preset=tiny", "data.on_error=skip", "trainer.max_steps=2",
                              "trainer.num_sanity_val_steps=0", "test=false"))
     assert results["data_skipped"] == 1 and "val/f1" in results
+
+
+def test_byte_order_mark_is_not_text(tmp_path: Path) -> None:
+    """A CSV saved with a BOM (Excel) kept it in its first column's name: every row 'missing column'."""
+    from headstart.data.sources.text import read_csv, read_lines
+
+    path = write(tmp_path / "t.csv", "\ufefftext,label\nhello,a\n")
+    assert [r for _, r in read_csv(path)] == [{"text": "hello", "label": "a"}]
+    assert [t for _, t in read_lines(write(tmp_path / "t.txt", "\ufeffhello\n"))] == ["hello"]

@@ -21,7 +21,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                yield number, raw.decode("utf-8").rstrip("\r\n"), None
+                # utf-8-sig on line 1: a byte-order mark (Excel, Notepad) is not text, and in a CSV
+                # header it would rename the first column
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n"), None
             except UnicodeDecodeError as err:
                 yield number, None, f"not valid UTF-8 ({err.reason} at byte {err.start})"
 
