@@ -11,12 +11,14 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig
 
 from conftest import ROOT, make_cfg
 from headstart.run.checks import CONF_DIR
@@ -40,7 +42,7 @@ class _Records(logging.Handler):
 
 
 @pytest.fixture
-def records() -> _Records:
+def records() -> Iterator[_Records]:
     """Messages reaching Lightning's info logger, after its filters (so after the noise filter)."""
     handler, logger = _Records(), logging.getLogger(LIGHTNING_INFO_LOGGER)
     old_level = logger.level
@@ -64,7 +66,8 @@ def test_extras_and_debug_groups_compose_in_every_entry_point(tmp_path: Path, na
 
 def test_debug_limit_caps_batches_per_epoch_and_epochs(tmp_path: Path) -> None:
     # 24 examples in batches of 2: 12 a full epoch, 10 under debug=limit, for 3 epochs
-    cfg = make_cfg(tmp_path, *TINY_TEXT, "debug=limit", "data.batch_size=2", "data.synthetic_sizes={train: 24, val: 12, test: 12}")
+    sizes = "data.synthetic_sizes={train: 24, val: 12, test: 12}"
+    cfg = make_cfg(tmp_path, *TINY_TEXT, "debug=limit", "data.batch_size=2", sizes)
     results = train(cfg)
     assert results["global_step"] == 30 and "test/acc" in results
 
@@ -74,7 +77,8 @@ def test_debug_profiler_reports_where_the_time_went(tmp_path: Path) -> None:
     logger.addHandler(handler)
     old_level, logger.level = logger.level, logging.INFO
     try:
-        train(make_cfg(tmp_path, *TINY_TEXT, "debug=profiler", "data.batch_size=8", "data.synthetic_sizes={train: 16, val: 8, test: 8}"))
+        sizes = "data.synthetic_sizes={train: 16, val: 8, test: 8}"
+        train(make_cfg(tmp_path, *TINY_TEXT, "debug=profiler", "data.batch_size=8", sizes))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -117,7 +121,7 @@ def test_ignore_warnings_silences_every_python_warning(tmp_path: Path) -> None:
     assert caught == []
 
 
-def compose_with_local(local_dir: Path) -> object:
+def compose_with_local(local_dir: Path) -> DictConfig:
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -159,7 +163,8 @@ def test_train_cli_ends_with_one_line_saying_where_everything_is(tmp_path: Path)
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith(f"run: {run_dir} | metrics: {run_dir / 'metrics.json'} | W&B: offline, upload with `wandb sync ")
+    expected = f"run: {run_dir} | metrics: {run_dir / 'metrics.json'} | W&B: offline, upload with `wandb sync "
+    assert last.startswith(expected), last
     sync_dir = Path(last.split("wandb sync ")[1].rstrip("`"))
     assert sync_dir.is_dir() and sync_dir.parent == run_dir / "wandb"
     assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 2  # from conf/local

@@ -55,7 +55,9 @@ def choose_split(requested: str | None, datamodule: Any, announce: bool = True) 
     An explicit ``test`` on data without a test split is a one-line ConfigError.
     """
     if requested not in (None, "val", "test"):
-        raise ConfigError(f"split={requested} is not one of val, test (or leave it out: test if the data has one, else val)")
+        raise ConfigError(
+            f"split={requested} is not one of val, test (or leave it out: test if the data has one, else val)"
+        )
     if requested == "val":
         return "val"
     datamodule.setup("test")  # datamodules know whether a test split exists only after setup

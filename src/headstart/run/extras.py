@@ -65,4 +65,6 @@ def extras(cfg: DictConfig) -> None:
         raise ConfigError("extras.enforce_tags=true: name this run's tags, e.g. tags=[baseline,lr_sweep]")
     if "local" in cfg:
         # A local file without the header lands under cfg.local and overrides nothing.
-        raise ConfigError("conf/local/default.yaml: start the file with `# @package _global_` so its keys override the config")
+        raise ConfigError(
+            "conf/local/default.yaml: start the file with `# @package _global_` so its keys override the config"
+        )
