@@ -265,6 +265,46 @@ def parallel(root: Path, src_extra: str = "", tgt_lines: list[str] | None = None
     return ["task=translation", "model=t5", "data.source=parallel", f"data.path={root}", "data.batch_size=2"]
 
 
+def qa_jsonl(root: Path, bad: str) -> list[str]:
+    good = [json.dumps({"id": f"q{i}", "question": "Where does Anna live?", "context": "Anna lives in Paris.",
+                        "answers": {"text": ["Paris"], "answer_start": [14]}}) for i in range(6)]
+    write(root / "train.jsonl", "\n".join(good[:3] + [bad] + good[3:]) + "\n")
+    write(root / "val.jsonl", "\n".join(good[:2]) + "\n")
+    return ["task=question_answering", "model=bert", "data.source=jsonl", f"data.path={root}", "data.batch_size=2",
+            "data.max_length=64", "data.doc_stride=16"]
+
+
+def ner_jsonl(root: Path, bad: str) -> list[str]:
+    good = [json.dumps({"tokens": ["John", "lives", "in", "Paris"], "tags": ["B-PER", "O", "O", "B-LOC"]})] * 6
+    write(root / "train.jsonl", "\n".join(good[:3] + [bad] + good[3:]) + "\n")
+    write(root / "val.jsonl", "\n".join(good[:2]) + "\n")
+    return ["task=token_classification", "model=bert", "data.source=jsonl", f"data.path={root}", "data.batch_size=2"]
+
+
+def text_csv(root: Path, bad: str) -> list[str]:
+    good = ["text,label"] + [f"{s},{'pos' if i % 2 else 'neg'}" for i, s in enumerate(SENTENCES[:12])]
+    write(root / "train.csv", "\n".join(good[:5] + [bad] + good[5:]) + "\n")
+    write(root / "val.csv", "\n".join(good[:5]) + "\n")
+    return ["task=text_classification", "model=bert", "data.source=csv", f"data.path={root}", "data.batch_size=4"]
+
+
+def speech_manifest(root: Path, bad_text: str) -> list[str]:
+    rows = []
+    for i in range(5):
+        write(root / f"s{i}.wav", wav_bytes(seed=i))
+        rows.append(json.dumps({"path": f"s{i}.wav", "text": bad_text if i == 4 else "cat dog"}))
+    write(root / "train.jsonl", "\n".join(rows) + "\n")
+    write(root / "val.jsonl", "\n".join(rows[:2]) + "\n")
+    return ["task=speech_recognition", "model=wav2vec2", "data.source=manifest", f"data.train_path={root / 'train.jsonl'}",
+            f"data.val_path={root / 'val.jsonl'}", "data.batch_size=2"]
+
+
+def coco_not_json(root: Path) -> list[str]:
+    overrides = coco(root)
+    write(root / "annotations.json", (root / "annotations.json").read_text()[:50])
+    return overrides
+
+
 # ---- the catalogue ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Case:
@@ -312,6 +352,17 @@ CASES = [
     Case("jsonl_missing_column", lambda r: text_cls(r, json.dumps({"text": "no label here"})), "train.jsonl:9", "missing column 'label'"),
     Case("jsonl_empty_text", lambda r: text_cls(r, json.dumps({"text": "  ", "label": "pos"})), "train.jsonl:9", "empty 'text'"),
     Case("parallel_different_lengths", lambda r: parallel(r, src_extra="one more line\n"), "train.en:9", "no matching line", "error"),
+    Case("coco_annotations_not_json", coco_not_json, "annotations.json", "not valid JSON", "error"),
+    Case("yolo_non_numeric_line", lambda r: yolo(r, "ball 0.5 0.5 0.2 0.2"), "2.txt:2", "expected 'class cx cy w h'"),
+    Case("mask_rgb_not_class_index", lambda r: masks(r, np.zeros((32, 32, 3), np.uint8)), "2.png", "mask mode RGB"),
+    Case("depth_all_negative", lambda r: depth_pairs(r, np.full((32, 32), -1.0, np.float32)), "2.npy", "no valid depth"),
+    Case("wav_too_short", lambda r: manifest(r, wav_bytes(0.005)), "clip5.wav", "outside the allowed 0.025 s or more"),
+    Case("speech_empty_transcript", lambda r: speech_manifest(r, " "), "train.jsonl:5", "empty 'text'"),
+    Case("ner_jsonl_lengths_differ", lambda r: ner_jsonl(r, json.dumps({"tokens": ["a", "b"], "tags": ["O"]})), "train.jsonl:4",
+         "must be lists of the same length"),
+    Case("qa_jsonl_missing_context", lambda r: qa_jsonl(r, json.dumps({"id": "x", "question": "Who?"})), "train.jsonl:4",
+         "missing column 'context'"),
+    Case("csv_extra_field", lambda r: text_csv(r, "one,two,three"), "train.csv:6", "3 fields, header has 2"),
     Case("parallel_empty_line", lambda r: parallel(r, tgt_lines=[f"das haus {i}" if i != 3 else "" for i in range(8)]), "train.de:4", "empty"),
 ]
 
