@@ -110,6 +110,9 @@ class ResumableStorage(RDBStorage):
                 except OperationalError as err:  # SQLite busy: the next beat will do
                     log.debug(f"optuna heartbeat for trial {trial_id} skipped: {err}")
 
+    def __repr__(self) -> str:  # Hydra's sweeper logs "Storage: <this>"
+        return f"{self.url} (heartbeat every {self.heartbeat_interval} s)"
+
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         for key in ("_owned_lock", "_beater"):
