@@ -6,15 +6,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from headstart.run.threads import allowed_cores, apply_thread_policy, choose_threads
+from headstart.run.threads import allowed_cores, apply_thread_policy, choose_threads, free_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,8 +84,11 @@ def test_thread_policy_precedence():
     assert cores == len(os.sched_getaffinity(0))
     assert choose_threads(3, {"OMP_NUM_THREADS": "1"}) == (3, "config")
     assert choose_threads(None, {"OMP_NUM_THREADS": "2"}) == (2, "OMP_NUM_THREADS")
-    assert choose_threads(0, {}) == (cores, "affinity")  # 0 / null: automatic
-    assert choose_threads(None, {"OMP_NUM_THREADS": "lots"}) == (cores, "affinity")
+    assert choose_threads(0, {}, load=0.0, machine_cores=cores) == (cores, "affinity")  # 0 / null: automatic
+    assert choose_threads(None, {"OMP_NUM_THREADS": "lots"}, load=0.0, machine_cores=cores) == (cores, "affinity")
+    # other work keeps the machine busy: only the free cores (at least one)
+    assert choose_threads(None, {}, load=cores + 9.0, machine_cores=cores) == (1, "affinity+load")
+    assert free_cores(0.4, 2) == 2 and free_cores(0.6, 2) == 1 and free_cores(11.0, 2) == 1 and free_cores(1.2, 8) == 7
     before = torch.get_num_threads()
     try:
         assert apply_thread_policy({"threads": 1}) == 1 and torch.get_num_threads() == 1
@@ -95,17 +96,13 @@ def test_thread_policy_precedence():
         torch.set_num_threads(before)
 
 
-@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
 def test_thread_policy_follows_a_pinned_affinity():
-    """Pinned to one core, torch alone keeps one thread per machine core; the policy uses one."""
-    code = (
-        "import os, torch; from headstart.run.threads import apply_thread_policy; "
-        "default = torch.get_num_threads(); print(default, apply_thread_policy(None), torch.get_num_threads())"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    first_core = min(os.sched_getaffinity(0))
-    out = subprocess.run(["taskset", "-c", str(first_core), sys.executable, "-c", code], env=env,
-                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
-    default, chosen, now = map(int, out)
-    assert chosen == now == 1
-    assert default >= 1  # torch's own count (the machine's cores) is what the policy replaces
+    """Pinned to one core (as taskset -c does), the policy uses one thread, idle machine or not."""
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(saved)})
+    try:
+        assert allowed_cores() == 1
+        assert choose_threads(None, {}, load=0.0, machine_cores=os.cpu_count()) == (1, "affinity")
+        assert choose_threads(None, {}, load=50.0, machine_cores=os.cpu_count())[0] == 1
+    finally:
+        os.sched_setaffinity(0, saved)

@@ -59,9 +59,8 @@ def pinned(side: Side, threads: int) -> Side:
 
 
 def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    if args.threads:  # headstart's own policy reads it too, so every side runs at this count
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    threads, source = choose_threads(args.threads)
+    threads, source = choose_threads(args.threads)  # headstart's policy, once for every side
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # headstart's train() reads the same count
     torch.set_num_threads(threads)
     env = environment()
     print(f"[bench] {name}: {threads} torch threads ({source}), affinity {env['affinity']}, load {env['load_average']}", flush=True)
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (overrides the mode's default)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every side (default: headstart's policy)")
     parser.add_argument("--thread-policy", action="store_true",
-                        help="add a headstart side at torch's default thread count (headstart's policy off), e.g. under taskset -c 0")
+                        help="add a headstart side at torch's own default thread count (headstart's policy off)")
     parser.add_argument("--out", default=None, help="JSON file (one comparison only; default logs/bench/<name>.json)")
     args = parser.parse_args(argv)
     names = [n for name in args.names for n in ALIASES.get(name, (name,))]

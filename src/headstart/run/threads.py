@@ -1,14 +1,21 @@
-"""headstart's default CPU thread count: the cores this process may run on.
+"""headstart's default CPU thread count: the cores this process may use, less those other work holds.
 
-torch sizes its intra-op pool from the machine's core count (or ``OMP_NUM_THREADS``), not from the
-cores the process is allowed to use. Under ``taskset``, a cgroup cpuset or a shared batch node that
-over-subscribes the allowed cores, and the spinning OpenMP threads then contend with each other
-(runs 10-20x slower were noted on a loaded machine). headstart therefore sets the intra-op thread
-count once, at the start of train / eval / predict, in this order of precedence:
+torch sizes its intra-op pool once, from the cores it may use when it starts (OpenMP reads the
+affinity mask) or ``OMP_NUM_THREADS``. On a machine that other processes already keep busy,
+that pool over-subscribes the cores: OpenMP threads spin at barriers waiting for siblings that
+are not scheduled. Measured here (2 cores, load average 11, MiniLM forward + backward, batch
+32 x 30 tokens): 2 threads took 27 s a step, 1 thread 11 s (2.5x); earlier notes saw 10-20x on
+small models. headstart therefore sets the intra-op thread count at the start of train / eval /
+predict, in this order of precedence:
 
-1. ``threads`` in the config (an int > 0), when given;
+1. ``threads`` in the config (an int > 0; e.g. ``+threads=2`` on the command line);
 2. ``OMP_NUM_THREADS`` in the environment, when set (the user chose; torch already follows it);
-3. the number of cores in ``os.sched_getaffinity(0)`` (``os.cpu_count()`` where that is missing).
+3. the cores in ``os.sched_getaffinity(0)``, reduced to the cores left free by the machine's
+   1-minute load average (``os.cpu_count() - load``, rounded, at least 1) when other work
+   already keeps the machine busy.
+
+The choice is made once per process (a multirun's later jobs would otherwise count the load of
+the earlier ones) and printed when load made it smaller than the allowed cores.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import Any
 
 import torch
 
+_CHOSEN: tuple[int, str] | None = None  # the automatic choice of this process, once made
+
 
 def allowed_cores() -> int:
     """Cores this process may be scheduled on (its CPU affinity), at least 1."""
@@ -28,15 +37,32 @@ def allowed_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def choose_threads(configured: int | None = None, environ: Mapping[str, str] | None = None) -> tuple[int, str]:
-    """(intra-op thread count, where it came from: 'config' | 'OMP_NUM_THREADS' | 'affinity')."""
+def free_cores(load: float, machine_cores: int) -> int:
+    """Cores not kept busy by other work: machine cores minus the load average, rounded, >= 1."""
+    return max(1, round(machine_cores - load))
+
+
+def choose_threads(
+    configured: int | None = None,
+    environ: Mapping[str, str] | None = None,
+    load: float | None = None,
+    machine_cores: int | None = None,
+) -> tuple[int, str]:
+    """(intra-op thread count, why: 'config' | 'OMP_NUM_THREADS' | 'affinity' | 'affinity+load').
+
+    load / machine_cores: the 1-minute load average and ``os.cpu_count()`` (read when None).
+    """
     environ = os.environ if environ is None else environ
     if configured is not None and int(configured) > 0:
         return int(configured), "config"
     omp = environ.get("OMP_NUM_THREADS", "").strip()
     if omp.isdigit() and int(omp) > 0:
         return int(omp), "OMP_NUM_THREADS"
-    return allowed_cores(), "affinity"
+    cores = allowed_cores()
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    free = free_cores(load, machine_cores or os.cpu_count() or cores)
+    return (free, "affinity+load") if free < cores else (cores, "affinity")
 
 
 def apply_thread_policy(cfg: Mapping[str, Any] | None = None) -> int:
@@ -44,8 +70,17 @@ def apply_thread_policy(cfg: Mapping[str, Any] | None = None) -> int:
 
     cfg: the run's config; its optional top-level ``threads`` key wins (null or 0: automatic).
     """
+    global _CHOSEN
     configured = cfg.get("threads") if cfg is not None else None
-    count, _ = choose_threads(configured)
+    if configured or os.environ.get("OMP_NUM_THREADS") or _CHOSEN is None:
+        count, why = choose_threads(configured)
+        if not configured and not os.environ.get("OMP_NUM_THREADS"):
+            _CHOSEN = (count, why)
+            if why == "affinity+load":
+                print(f"threads: {count} (of {allowed_cores()} allowed cores; the machine is busy: load "
+                      f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; +threads=N or OMP_NUM_THREADS sets it)")
+    else:
+        count, why = _CHOSEN
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count
