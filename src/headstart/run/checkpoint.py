@@ -2,8 +2,8 @@
 
 A checkpoint may come from anywhere, so it is treated as data: it is read with
 ``weights_only=True`` (run/safe_load.py), and the config stored in it may only name
-``_target_``s inside headstart or on a short allow-list of library classes, checked over the
-whole stored meta before anything is instantiated.
+``_target_``s among headstart's components or on a short allow-list of library classes,
+checked over the whole stored meta before anything is instantiated.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from headstart.run.safe_load import safe_load
 
 OVERRIDABLE = ("data", "task", "model")
 CHOICE_KEYS = ("task", "model", "data")
-# Library classes the shipped configs name (grep conf/ for _target_); anything else outside
-# headstart is refused when it comes from a checkpoint.
+# Library classes the shipped configs name (grep conf/ for _target_), and headstart's model and
+# data components; anything else (os.system, shutil.copyfile, headstart.run.* helpers that write
+# files) is refused when it comes from a checkpoint.
 ALLOWED_TARGETS = frozenset({
+    "headstart.run.fsdp.TransformerBlockPolicy",
     "lightning.pytorch.Trainer",
     "lightning.pytorch.callbacks.EMAWeightAveraging",
     "lightning.pytorch.callbacks.EarlyStopping",
@@ -37,7 +39,10 @@ ALLOWED_TARGETS = frozenset({
     "lightning.pytorch.strategies.DDPStrategy",
     "lightning.pytorch.strategies.FSDPStrategy",
 })
-ALLOWED_PREFIXES = ("headstart.", "torch.optim.", "torchmetrics.")
+ALLOWED_PREFIXES = (
+    *(f"headstart.{part}." for part in ("backbones", "callbacks", "data", "heads", "losses", "metrics", "ops", "tasks")),
+    "torch.optim.", "torchmetrics.",
+)
 _NAME = re.compile(r"^\w[\w/-]*$")  # a config name; no ".." out of conf/
 
 
@@ -56,7 +61,7 @@ def check_targets(node: Any, path: str, key: str = "") -> None:
         target = node.get("_target_")
         if target is not None and not allowed_target(target):
             raise ConfigError(
-                f"{path}: refused to load: {key or '<root>'}._target_={target} is not a headstart class "
+                f"{path}: refused to load: {key or '<root>'}._target_={target} is not a headstart component "
                 "nor on the allow-list (run/checkpoint.py ALLOWED_TARGETS); a checkpoint's config may not run other code"
             )
         for name, value in node.items():
