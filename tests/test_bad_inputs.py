@@ -219,7 +219,7 @@ def squad(root: Path, bad: dict) -> list[str]:
     paragraphs = [{"context": context, "qas": qas}, {"context": bad.pop("context", context), "qas": [
         {"id": "bad", "question": "Where does Bob work?", "answers": [bad]}]}]
     data = {"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}
-    write(root / "train.json", json.dumps(data))
+    write(root / "train.json", json.dumps(data, indent=1))  # lines, so the message can name the question's
     write(root / "val.json", json.dumps({"version": "1.1", "data": [{"title": "v", "paragraphs": paragraphs[:1]}]}))
     return ["task=question_answering", "model=bert", "data.source=squad", f"data.path={root}", "data.batch_size=2",
             "data.max_length=64", "data.doc_stride=16"]
@@ -317,16 +317,17 @@ class Case:
 
 
 WIDE = np.ones((40, 40), np.float32)
+ANN3 = "annotations.json (image 3.png): annotation 3"
 CASES = [
     Case("truncated_jpeg", lambda r: image_tree(r, "bad.jpg", truncated(png_bytes(1, 64, "JPEG"))), "bad.jpg", "truncated"),
     Case("truncated_png", lambda r: image_tree(r, "bad.png", truncated(png_bytes(1, 64))), "bad.png", "truncated"),
     Case("zero_byte_image", lambda r: image_tree(r, "empty.png", b""), "empty.png", "cannot identify"),
     Case("text_named_jpg", lambda r: image_tree(r, "notes.jpg", b"hello, not an image\n"), "notes.jpg", "cannot identify"),
-    Case("class_folder_without_images", empty_class_folder, "bird", "class folder has no images", "error"),
-    Case("empty_dataset_folder", empty_dataset, "train", "no images", "error"),
-    Case("coco_negative_width", lambda r: coco(r, {"bbox": [20, 4, -10, 12]}), "annotations.json", "negative size"),
-    Case("coco_nan_box", lambda r: coco(r, {"bbox": [float("nan"), 4, 10, 12]}), "annotations.json", "not finite"),
-    Case("coco_unknown_category", lambda r: coco(r, {"category_id": 9}), "annotations.json", "category 9"),
+    Case("class_folder_without_images", empty_class_folder, "train/bird", "class folder has no images", "error"),
+    Case("empty_dataset_folder", empty_dataset, "data/train: no images", "no images", "error"),
+    Case("coco_negative_width", lambda r: coco(r, {"bbox": [20, 4, -10, 12]}), ANN3, "negative size"),
+    Case("coco_nan_box", lambda r: coco(r, {"bbox": [float("nan"), 4, 10, 12]}), ANN3, "not finite"),
+    Case("coco_unknown_category", lambda r: coco(r, {"category_id": 9}), ANN3, "category 9"),
     Case("coco_missing_image", lambda r: coco(r, missing_image=True), "3.png", "No such file"),
     Case("yolo_class_out_of_range", lambda r: yolo(r, "7 0.5 0.5 0.2 0.2"), "2.txt: line 2", "class 7 is out of range"),
     Case("yolo_malformed_line", lambda r: yolo(r, "0 0.5 0.5"), "2.txt:2", "expected 'class cx cy w h'"),
@@ -344,8 +345,8 @@ CASES = [
     Case("conll_missing_column", lambda r: conll(r, "John NNP B-PER\nruns VBZ B-VP O\n"), "train.txt:31", "3 columns, expected token column 0 and tag column -1 (the file's lines have 4 columns)"),
     Case("conll_unknown_tag_in_val", lambda r: conll(r, "Anna NNP B-NP B-XYZ\n", where="val"), "val.txt:11", "unknown tag 'B-XYZ'"),
     Case("conll_non_utf8", conll_bytes, "train.txt:32", "not valid UTF-8"),
-    Case("squad_answer_start_mismatch", lambda r: squad(r, {"text": "Rome", "answer_start": 3}), "train.json", "does not match"),
-    Case("squad_empty_context", lambda r: squad(r, {"text": "Rome", "answer_start": 0, "context": " "}), "train.json", "empty context"),
+    Case("squad_answer_start_mismatch", lambda r: squad(r, {"text": "Rome", "answer_start": 3}), "train.json:56", "does not match"),
+    Case("squad_empty_context", lambda r: squad(r, {"text": "Rome", "answer_start": 0, "context": " "}), "train.json:56", "empty context"),
     Case("text_non_utf8_line", lambda r: lm_text(r, b"caf\xe9 au lait"), "train.txt:21", "not valid UTF-8"),
     Case("csv_unclosed_quote", lambda r: lm_records(r, "csv", '"the bad line, never closed'), "train.csv:2", "malformed CSV record"),
     Case("jsonl_malformed_line", lambda r: lm_records(r, "jsonl", '{"text": "half'), "train.jsonl:2", "bad JSON"),
