@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from headstart.data.samplers import LengthGroupedBatchSampler, restore_input_order
+from headstart.data.samplers import LengthGroupedBatchSampler, RandomBatchSampler, restore_input_order
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:
@@ -95,3 +95,103 @@ def test_works_as_dataloader_batch_sampler() -> None:
     assert len(loader) == 7
     assert sorted(torch.cat(list(loader)).tolist()) == data
     assert loader.batch_sampler.sampler is sampler  # Lightning's set_epoch hook looks there
+
+
+# ---- exact resume: shuffled batches and per-example seeds (data/seeded.py) --------------------
+
+
+@pytest.mark.parametrize("n", [37, 40])
+@pytest.mark.parametrize("replicas", [1, 3])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_random_batches_split_like_distributed_sampler(n: int, replicas: int, drop_last: bool) -> None:
+    from torch.utils.data import DistributedSampler
+
+    per_rank = []
+    for rank in range(replicas):
+        sampler = RandomBatchSampler(n, 8, seed=3, drop_last=drop_last, num_replicas=replicas, rank=rank)
+        sampler.set_epoch(1)
+        per_rank.append(list(sampler))
+        assert len(per_rank[-1]) == len(sampler)
+        assert all(len(b) == 8 for b in per_rank[-1]) or not drop_last
+        # the same number of examples per rank as DistributedSampler would give it
+        reference = DistributedSampler(range(n), num_replicas=replicas, rank=rank, drop_last=drop_last)
+        examples = sum(len(b) for b in per_rank[-1])
+        assert examples == (len(reference) // 8 * 8 if drop_last else len(reference))
+    assert len({len(b) for b in per_rank}) == 1
+    seen = {i for batches in per_rank for b in batches for i in b}
+    assert seen == set(range(n)) or drop_last
+
+
+def test_random_batches_are_a_function_of_seed_and_epoch() -> None:
+    def epoch(e: int, seed: int = 0) -> list[list[int]]:
+        sampler = RandomBatchSampler(50, 4, seed=seed)
+        sampler.set_epoch(e)
+        return list(sampler)
+
+    assert epoch(2) == epoch(2)  # a resumed run sees the batches of the uninterrupted one
+    assert epoch(2) != epoch(3) and epoch(2) != epoch(2, seed=1)
+    assert sorted(i for b in epoch(2) for i in b) == list(range(50))
+
+
+class _Noisy(torch.utils.data.Dataset):
+    """An 'augmenting' dataset: each example draws from the global torch, NumPy and Python RNGs."""
+
+    def __len__(self) -> int:
+        return 20
+
+    def __getitem__(self, i: int) -> tuple[int, float]:
+        import numpy as np
+
+        return i, float(torch.rand(())) + float(np.random.rand()) + random.random()
+
+
+def test_seeded_examples_do_not_depend_on_order_or_global_rng_and_leave_it_untouched() -> None:
+    from headstart.data.seeded import EpochKeyedBatches, SeededSamples
+
+    data = SeededSamples(_Noisy(), seed=5)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = {data[(1, i)] for i in range(20)}
+    assert torch.equal(torch.get_rng_state(), before)  # dropout's stream is not moved by loading
+    torch.manual_seed(123)
+    again = {data[(1, i)] for i in reversed(range(20))}  # another order, another global state
+    assert first == again
+    assert data[(2, 0)] != data[(1, 0)]  # a new epoch draws new augmentations
+
+    batches = EpochKeyedBatches(RandomBatchSampler(20, 6, seed=5))
+    batches.set_epoch(4)
+    keys = list(batches)
+    assert all(epoch == 4 for batch in keys for epoch, _ in batch) and batches.sampler is batches
+    assert [[i for _, i in batch] for batch in keys] == [b for b in batches.batches]
+
+
+def test_stateful_loader_resumes_mid_epoch_with_the_same_examples() -> None:
+    """Stop a StatefulDataLoader after 2 batches, restore its state in a new loader built the same
+    way (a new process in real life, with other global RNG states): the rest of the epoch and the
+    next epoch are identical, with workers too."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    from headstart.data.seeded import EpochKeyedBatches, SeededSamples
+
+    def loader() -> StatefulDataLoader:
+        batches = EpochKeyedBatches(RandomBatchSampler(20, 4, seed=9))
+        return StatefulDataLoader(SeededSamples(_Noisy(), 9), batch_sampler=batches, num_workers=1,
+                                  generator=torch.Generator().manual_seed(9))
+
+    def epochs(dl: StatefulDataLoader, start: int, skip: int = 0) -> list:
+        out = []
+        for e in range(start, 2):
+            dl.batch_sampler.set_epoch(e)
+            out += [b[1].tolist() for b in dl][skip if e == start else 0 :]
+        return out
+
+    whole = epochs(loader(), 0)
+    first = loader()
+    first.batch_sampler.set_epoch(0)
+    it = iter(first)
+    next(it), next(it)
+    state = first.state_dict()
+    resumed = loader()
+    resumed.load_state_dict(state)
+    torch.manual_seed(999)
+    assert epochs(resumed, 0) == whole[2:]
