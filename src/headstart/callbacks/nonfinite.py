@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 
 # Batch keys that name the examples in it, in order of preference.
 ID_KEYS = ("ids", "id", "paths", "where", "index")
@@ -103,7 +103,7 @@ class NonFiniteGuard(Callback):
             return
         self.skipped_steps += 1
         if self.skipped_steps == 1:
-            rank_zero_warn(f"non-finite gradients at step {trainer.global_step}: update skipped (callbacks.nonfinite.action=skip)")
+            rank_zero_info(f"non-finite gradients at step {trainer.global_step}: update skipped (callbacks.nonfinite.action=skip)")
         if self.skipped_steps > self.max_skipped:
             raise NonFiniteLossError(
                 f"{self.skipped_steps} updates skipped for non-finite gradients by step {trainer.global_step} "
