@@ -21,15 +21,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 Key = tuple[int, int]  # (epoch, dataset index)
 
 
+_MASK = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One step of SplitMix64: a cheap, well-mixing 64-bit hash (a fraction of SeedSequence's cost)."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed for example ``index`` in epoch ``epoch`` (well mixed, non-negative)."""
-    words = np.random.SeedSequence([seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF, epoch, index]).generate_state(2)
-    return int(words[0]) << 31 ^ int(words[1])
+    """A 63-bit seed for example ``index`` in epoch ``epoch`` of a run seeded ``seed``."""
+    return _splitmix64(_splitmix64(_splitmix64(seed & _MASK) ^ epoch) ^ index) >> 1
 
 
 class SeededSamples(Dataset):
@@ -50,16 +60,23 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: Key) -> Any:
         epoch, index = key
         seed = sample_seed(self.seed, epoch, index)
+        if get_worker_info() is not None:  # a worker's own global streams serve nothing else
+            _seed_all(seed)
+            return self.dataset[index]
         saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
         try:
-            random.seed(seed)
-            np.random.seed(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32))
-            torch.default_generator.manual_seed(seed)
+            _seed_all(seed)
             return self.dataset[index]
         finally:
             random.setstate(saved[0])
             np.random.set_state(saved[1])
             torch.set_rng_state(saved[2])
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    torch.default_generator.manual_seed(seed)
 
 
 class EpochKeyedBatches(Sampler[list[Key]]):
