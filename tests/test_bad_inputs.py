@@ -299,6 +299,14 @@ def speech_manifest(root: Path, bad_text: str) -> list[str]:
             f"data.val_path={root / 'val.jsonl'}", "data.batch_size=2"]
 
 
+def pretrain_text(root: Path, task: str, model: str) -> list[str]:
+    """Nine validation blocks and a bad line: with 9 per batch, the marker alone made the last batch."""
+    write(root / "train.txt", "\n".join(SENTENCES) + "\n")
+    write(root / "val.txt", ("\n".join(SENTENCES[:8])).encode() + b"\nbad \xff line\n")
+    return [f"task={task}", f"model={model}", "data.source=text", f"data.path={root}", "data.block_size=16",
+            "data.document_split=line", "data.eval_batch_size=9"]
+
+
 def coco_not_json(root: Path) -> list[str]:
     overrides = coco(root)
     write(root / "annotations.json", (root / "annotations.json").read_text()[:50])
@@ -364,6 +372,8 @@ CASES = [
     Case("qa_jsonl_missing_context", lambda r: qa_jsonl(r, json.dumps({"id": "x", "question": "Who?"})), "train.jsonl:4",
          "missing column 'context'"),
     Case("csv_extra_field", lambda r: text_csv(r, "one,two,three"), "train.csv:6", "3 fields, header has 2"),
+    Case("mlm_non_utf8_val_line", lambda r: pretrain_text(r, "masked_lm", "bert"), "val.txt:9", "not valid UTF-8"),
+    Case("denoising_non_utf8_val_line", lambda r: pretrain_text(r, "denoising", "bart"), "val.txt:9", "not valid UTF-8"),
     Case("parallel_empty_line", lambda r: parallel(r, tgt_lines=[f"das haus {i}" if i != 3 else "" for i in range(8)]), "train.de:4", "empty"),
 ]
 

@@ -34,7 +34,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
 
 from headstart.data.base import DataModule
-from headstart.data.errors import DataError, Skipped
+from headstart.data.errors import RIDERS, DataError, Skipped
 from headstart.data.masking import MLMCollator, special_ids
 from headstart.data.nsp_pairs import SentencePairDataset
 from headstart.data.sources.text import read_lines, read_records, require_columns
@@ -82,6 +82,33 @@ def make_collator(noise: dict[str, Any], tokenizer: Any, **extra: Any) -> Any:
     accepted = inspect.signature(cls).parameters
     settings.update({k: v for k, v in extra.items() if k in accepted and k not in settings})
     return cls(tokenizer, **settings)
+
+
+class RidingSkips(Dataset):
+    """A block / pair dataset whose trailing Skipped markers (items ``count`` on) ride on its examples.
+
+    Standing alone at the end, the markers could fill the last evaluation batch with nothing to
+    score (the models fail on an empty batch); riding on example ``j % count`` they still reach
+    ``batch['_skipped']`` once per epoch. Other attributes are the wrapped dataset's.
+    """
+
+    def __init__(self, data: Dataset, count: int) -> None:
+        self.data, self.count = data, count
+        self.riders: dict[int, list[Skipped]] = {}
+        for j, i in enumerate(range(count, len(data))):  # type: ignore[arg-type]
+            self.riders.setdefault(j % count, []).append(data[i])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> Any:
+        item = self.data[i]
+        return {**item, RIDERS: self.riders[i]} if i in self.riders else item
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("data", "count", "riders"):  # not yet set (unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.data, name)
 
 
 class TextPretrainingDataModule(DataModule):
@@ -409,7 +436,7 @@ class TextPretrainingDataModule(DataModule):
         if count == 0:
             raise DataError(f"{split} split has {shard.n_tokens} tokens ({shard.meta['n_skipped']} documents "
                             f"skipped): too few for one block of {room} tokens (lower data.block_size)")
-        return data
+        return RidingSkips(data, count)
 
     def setup(self, stage: str | None = None) -> None:
         self._require_tokenizer()
