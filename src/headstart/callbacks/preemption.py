@@ -44,8 +44,9 @@ class Preemption(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # After Lightning registered its own handlers (Trainer._run), which are chained below.
+        # Lightning puts every signal's pre-fit handler back when fit ends (_SignalConnector.teardown).
         self._training = True
-        for signum in self.signals:
+        for signum in (signal.SIGTERM, *self.signals):
             try:
                 self._previous[signum] = signal.signal(signum, self._on_signal)
             except ValueError:  # not the main thread: leave signals to whoever owns them
@@ -53,7 +54,8 @@ class Preemption(Callback):
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signal_time = self._signal_time or time.monotonic()
-        if self._training and not self.preempted:
+        # SIGTERM's previous handler is Lightning's notifier (sets trainer.received_sigterm): at once.
+        if signum != signal.SIGTERM and self._training and not self.preempted:
             self._pending.append((signum, frame))
         else:
             self._run_previous([(signum, frame)])
@@ -100,11 +102,3 @@ class Preemption(Callback):
             f"preempted: checkpoint written to {self.path} at step {trainer.global_step} "
             f"({self.saved_after_s} s after the signal); resume with ckpt_path={self.path}"
         )
-
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        for signum, previous in self._previous.items():
-            try:
-                signal.signal(signum, previous)
-            except ValueError:  # not the main thread
-                break
-        self._previous = {}
