@@ -23,8 +23,6 @@ import torch
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow
-
 STEPS_PER_EPOCH = 6  # 48 training examples, batches of 8
 EVERY = 4  # last.ckpt at steps 4 (mid-epoch), 8 (mid-epoch) and 12 (the final weights)
 COMMON = [
@@ -93,6 +91,7 @@ def check_same_run(reference: Path, resumed: Path, step: int) -> None:
     assert after == {s: ref_loss[s] for s in after}
 
 
+@pytest.mark.slow
 def test_image_classification_resumes_exactly_from_the_newest_run_and_continues_its_wandb_run(tmp_path: Path) -> None:
     """``ckpt_path=last`` from a new run directory: the newest last.ckpt under logs/<task>/runs."""
     killed_dir = tmp_path / "logs" / "image_classification" / "runs" / "killed"
@@ -110,6 +109,7 @@ def test_image_classification_resumes_exactly_from_the_newest_run_and_continues_
     assert len(killed_ids) == 1 and resumed_ids == killed_ids
 
 
+@pytest.mark.slow
 def test_text_classification_resumes_exactly_in_place_with_the_runs_tokenizer(tmp_path: Path) -> None:
     """``hydra.run.dir=<killed run> ckpt_path=last``. Training a tokenizer is not deterministic, so
     the reference run builds the same tiny BERT from the killed run's saved config and tokenizer,
@@ -133,6 +133,7 @@ def test_text_classification_resumes_exactly_in_place_with_the_runs_tokenizer(tm
     check_same_run(tmp_path / "reference", killed_dir, step)
 
 
+@pytest.mark.slow
 def test_speech_recognition_resumes_exactly_from_a_checkpoint_path(tmp_path: Path) -> None:
     """Length-grouped batches of clips and wav2vec2's random time masking, resumed mid-epoch."""
     killed_dir = tmp_path / "killed"
@@ -143,3 +144,48 @@ def test_speech_recognition_resumes_exactly_from_a_checkpoint_path(tmp_path: Pat
     finish(resumed, tmp_path / "resumed")
     finish(reference, tmp_path / "reference")
     check_same_run(tmp_path / "reference", tmp_path / "resumed", step)
+
+
+# ---- fast: what a resumed run decides before building --------------------------------------------
+
+
+def test_ckpt_path_last_means_the_runs_own_then_the_newest_run_of_the_task(tmp_path: Path) -> None:
+    from conftest import make_cfg
+
+    from headstart.run.errors import ConfigError
+    from headstart.run.resume import resolve_ckpt_path
+
+    cfg = make_cfg(tmp_path / "new", "ckpt_path=last")  # paths.log_dir: tmp_path/new/logs
+    with pytest.raises(ConfigError, match="ckpt_path=last: no last.ckpt"):
+        resolve_ckpt_path(cfg)
+    runs = tmp_path / "new" / "logs" / "image_classification" / "runs"
+    for i, name in enumerate(("2026-01-02_run", "2026-01-01_run")):  # newest by time, not by name
+        (runs / name / "checkpoints").mkdir(parents=True)
+        (runs / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        os.utime(runs / name / "checkpoints" / "last.ckpt", (1e9 + i, 1e9 + i))
+    assert resolve_ckpt_path(cfg) == str(runs / "2026-01-01_run" / "checkpoints" / "last.ckpt")
+    own = tmp_path / "new" / "checkpoints" / "last.ckpt"  # hydra.run.dir=<a killed run>: resume in place
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"x")
+    assert resolve_ckpt_path(cfg) == str(own)
+    assert resolve_ckpt_path(make_cfg(tmp_path / "p", "ckpt_path=/some/file.ckpt")) == "/some/file.ckpt"
+
+
+def test_a_resumed_preset_reuses_the_saved_tokenizer_instead_of_training_another(tmp_path: Path) -> None:
+    from conftest import make_cfg
+    from hydra.utils import instantiate
+
+    from headstart.run.build import MODEL_META_KEYS, without
+    from headstart.run.resume import reuse_run_tokenizer, wandb_resume_kwargs
+
+    cfg = make_cfg(tmp_path, "task=text_classification", "model.preset=tiny", "data.synthetic_sizes={train: 64, val: 8, test: 0}")
+    first = instantiate(without(cfg.model, MODEL_META_KEYS), _convert_="all")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    first.attach(**datamodule.configure(first.data_spec()))
+    meta = {"model_rebuild": first.rebuild_kwargs(), "wandb_run_id": "abc123"}  # saves config + tokenizer
+    again = instantiate(without(cfg.model, MODEL_META_KEYS), _convert_="all")
+    assert reuse_run_tokenizer(again, meta)
+    assert again.tokenizer.get_vocab() == first.tokenizer.get_vocab()
+    assert again.data_spec()["tokenizer"] is again.tokenizer  # the data takes it and trains none
+    assert not reuse_run_tokenizer(again, {})  # a fresh run trains its own
+    assert wandb_resume_kwargs(meta) == {"id": "abc123", "resume": "allow"} and wandb_resume_kwargs({}) == {}

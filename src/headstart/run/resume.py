@@ -6,7 +6,9 @@ are handled by the loaders and the RNG callback); what is decided before buildin
 - ``ckpt_path=last``: the ``last.ckpt`` of this run's own directory when there is one (resume
   in place: ``hydra.run.dir=<killed run> ckpt_path=last``), else the newest ``last.ckpt``
   among this task's single runs, ``<paths.log_dir>/<task>/runs/*/checkpoints/last.ckpt``
-  (by modification time). Multirun job folders are not searched: name their checkpoint.
+  (by modification time); none is a one-line error. In a multirun job only the job's own
+  folder counts, and without a ``last.ckpt`` there the job starts fresh (a requeued or re-run
+  sweep resumes each job from its own checkpoint, and never from another run's).
 - The tokenizer: a preset model's tokenizer is trained on the task's text, and training it
   again is not deterministic, so a resumed run loads the one the killed run saved.
 - The W&B run: the checkpoint records its run id, and the resumed run logs into the same run
@@ -21,7 +23,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from headstart.run.errors import ConfigError
+from headstart.run.errors import ConfigError, in_multirun
 from headstart.run.safe_load import safe_load
 
 LAST = "last"
@@ -36,6 +38,9 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     own = Path(str(cfg.paths.output_dir)) / "checkpoints" / "last.ckpt"
     if own.is_file():
         return str(own)
+    if in_multirun():
+        print(f"ckpt_path=last: no {own} yet, starting fresh")
+        return None
     runs = Path(str(cfg.paths.log_dir)) / task_choice(cfg) / "runs"
     found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not found:
