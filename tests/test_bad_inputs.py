@@ -492,3 +492,14 @@ def test_byte_order_mark_is_not_text(tmp_path: Path) -> None:
     path = write(tmp_path / "t.csv", "\ufefftext,label\nhello,a\n")
     assert [r for _, r in read_csv(path)] == [{"text": "hello", "label": "a"}]
     assert [t for _, t in read_lines(write(tmp_path / "t.txt", "\ufeffhello\n"))] == ["hello"]
+
+
+def test_batch_of_only_a_skipped_clip_trains_and_is_counted(tmp_path: Path) -> None:
+    """Batch size 1: the zero-byte clip's batch is empty; the audio task skips the step (the NaN
+    guard read outputs['loss'] of the skipped step: KeyError 'loss')."""
+    from headstart.train import train
+
+    overrides = manifest(tmp_path / "data", b"")
+    results = train(make_cfg(tmp_path / "run", *overrides, "model.preset=tiny", "data.on_error=skip", "data.batch_size=1",
+                             "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0", "test=false"))
+    assert results["data_skipped"] == 1 and "val/acc" in results

@@ -66,7 +66,7 @@ class NonFiniteGuard(Callback):
         self._recent: deque[tuple[int, int, int, Any]] = deque(maxlen=self.every + 2)  # (step, epoch, batch_idx, ids)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # {}: the step was skipped
         if self.action != "stop" or not isinstance(loss, torch.Tensor):
             return
         step = trainer.global_step
