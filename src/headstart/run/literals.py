@@ -5,7 +5,6 @@ before anything is built. Datamodules declare their options in their signatures 
 from __future__ import annotations
 
 import inspect
-import sys
 import typing
 from typing import Any, Literal
 
@@ -23,16 +22,13 @@ def literal_options(cls: type) -> dict[str, tuple[Any, ...]]:
         init = klass.__dict__.get("__init__")
         if init is None or not klass.__module__.startswith("headstart."):
             continue
-        namespace = vars(sys.modules[klass.__module__])
-        for name, param in inspect.signature(init).parameters.items():
-            hint = param.annotation
-            if isinstance(hint, str):
-                try:
-                    hint = eval(hint, namespace)  # noqa: S307 - our own annotation text, under from __future__
-                except Exception:  # noqa: BLE001 - a hint that names a TYPE_CHECKING-only type
-                    continue
-            if typing.get_origin(hint) is Literal:
-                options[name] = typing.get_args(hint)
+        try:  # the hints are strings (from __future__ import annotations): evaluate them
+            parameters = inspect.signature(init, eval_str=True).parameters
+        except Exception:  # noqa: BLE001 - a hint naming a TYPE_CHECKING-only type: nothing to check
+            continue
+        for name, param in parameters.items():
+            if typing.get_origin(param.annotation) is Literal:
+                options[name] = typing.get_args(param.annotation)
     return options
 
 
