@@ -76,23 +76,27 @@ def test_ten_job_sweep_gives_each_job_its_run_dir_metrics_and_closed_wandb_run(t
 
 
 @pytest.mark.slow
-def test_ddp_sweep_of_four_jobs_gives_each_job_one_run_dir_and_wandb_run(tmp_path: Path) -> None:
+def test_ddp_sweep_of_four_jobs_survives_a_failed_job(tmp_path: Path) -> None:
+    # Job 1 fails on both ranks (lr=-1); Lightning's launcher used to SIGKILL the whole sweep when
+    # that job's child exited with an error, orphaning the next job's child (waiting forever).
     start = time.perf_counter()
     proc = run_train(
         tmp_path, "-m", *BASE, "data.batch_size=8", "data.synthetic_sizes={train: 16, val: 8, test: 8}", "test=false",
         "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "logger=[csv,wandb]",
-        "optim.lr=1e-3,2e-3,3e-3,4e-3", f"hydra.sweep.dir={tmp_path}/sweep", timeout=300,
+        "optim.lr=1e-3,-1,3e-3,4e-3", f"hydra.sweep.dir={tmp_path}/sweep", timeout=400,
     )
     seconds = time.perf_counter() - start
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]  # Hydra's exit status after a failed job, not a kill
     rows = summary_rows(tmp_path / "sweep")
-    assert [r["status"] for r in rows] == ["ok"] * 4 and all(r["val/acc"] != "" for r in rows)
-    metrics = sorted(p.parent.name for p in (tmp_path / "sweep").rglob("metrics.json"))
-    assert metrics == ["0", "1", "2", "3"]
+    assert [r["status"] for r in rows] == ["ok", "FAILED", "ok", "ok"], proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Invalid learning rate" in rows[1]["error"] and all(rows[j]["val/acc"] != "" for j in (0, 2, 3))
+    assert sorted(p.parent.name for p in (tmp_path / "sweep").rglob("metrics.json")) == ["0", "2", "3"]
     for job in range(4):
         exit_code, summary = wandb_run_of(tmp_path / "sweep" / str(job))
-        assert exit_code == 0 and summary["val/acc"] == float(rows[job]["val/acc"]), (job, summary)
+        assert exit_code == (1 if job == 1 else 0), job
+        assert job == 1 or summary["val/acc"] == float(rows[job]["val/acc"]), (job, summary)
     assert not list(tmp_path.glob("logs/**/runs/*"))  # no stray single-run directories
+    assert not processes_mentioning(str(tmp_path)), "a DDP process outlived the sweep"
     print(f"4-job DDP sweep: {seconds:.1f} s")
 
 
@@ -152,6 +156,17 @@ def test_submitit_local_launcher_runs_two_jobs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.parent.name for p in (tmp_path / "sweep").rglob("metrics.json")) == ["0", "1"]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return pids
 
 
 def query(db: Path, sql: str) -> list[tuple]:
