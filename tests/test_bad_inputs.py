@@ -340,7 +340,8 @@ CASES = [
     Case("yolo_class_out_of_range", lambda r: yolo(r, "7 0.5 0.5 0.2 0.2"), "2.txt: line 2", "class 7 is out of range"),
     Case("yolo_malformed_line", lambda r: yolo(r, "0 0.5 0.5"), "2.txt:2", "expected 'class cx cy w h'"),
     Case("mask_wrong_size", lambda r: masks(r, np.zeros((16, 16), np.uint8)), "2.png", "mask is 16x16"),
-    Case("mask_id_beyond_num_classes", lambda r: masks(r, np.full((32, 32), 7, np.uint8)), "2.png", "label values [7] are not in the class set"),
+    Case("mask_id_beyond_num_classes", lambda r: masks(r, np.full((32, 32), 7, np.uint8)), "2.png",
+         "label values [7] are not in the class set"),
     Case("depth_all_nan", lambda r: depth_pairs(r, np.full((32, 32), np.nan, np.float32)), "2.npy", "no valid depth"),
     Case("depth_all_inf", lambda r: depth_pairs(r, np.full((32, 32), np.inf, np.float32)), "2.npy", "no valid depth"),
     Case("depth_wrong_rank", lambda r: depth_pairs(r, np.ones((2, 32, 32), np.float32)), "2.npy", "[H, W]"),
@@ -350,7 +351,8 @@ CASES = [
     Case("wav_zero_length", lambda r: manifest(r, zero_length_wav()), "clip5.wav", "no audio samples"),
     Case("wav_zero_bytes", lambda r: manifest(r, b""), "clip5.wav", "empty (0 bytes)"),
     Case("manifest_missing_file", lambda r: manifest(r, missing=True), "train.jsonl:6", "not found"),
-    Case("conll_missing_column", lambda r: conll(r, "John NNP B-PER\nruns VBZ B-VP O\n"), "train.txt:31", "3 columns, expected token column 0 and tag column -1 (the file's lines have 4 columns)"),
+    Case("conll_missing_column", lambda r: conll(r, "John NNP B-PER\nruns VBZ B-VP O\n"), "train.txt:31",
+         "3 columns, expected token column 0 and tag column -1 (the file's lines have 4 columns)"),
     Case("conll_unknown_tag_in_val", lambda r: conll(r, "Anna NNP B-NP B-XYZ\n", where="val"), "val.txt:11", "unknown tag 'B-XYZ'"),
     Case("conll_non_utf8", conll_bytes, "train.txt:32", "not valid UTF-8"),
     Case("squad_answer_start_mismatch", lambda r: squad(r, {"text": "Rome", "answer_start": 3}), "train.json:56", "does not match"),
@@ -374,7 +376,8 @@ CASES = [
     Case("csv_extra_field", lambda r: text_csv(r, "one,two,three"), "train.csv:6", "3 fields, header has 2"),
     Case("mlm_non_utf8_val_line", lambda r: pretrain_text(r, "masked_lm", "bert"), "val.txt:9", "not valid UTF-8"),
     Case("denoising_non_utf8_val_line", lambda r: pretrain_text(r, "denoising", "bart"), "val.txt:9", "not valid UTF-8"),
-    Case("parallel_empty_line", lambda r: parallel(r, tgt_lines=[f"das haus {i}" if i != 3 else "" for i in range(8)]), "train.de:4", "empty"),
+    Case("parallel_empty_line", lambda r: parallel(r, tgt_lines=[f"das haus {i}" if i != 3 else "" for i in range(8)]),
+         "train.de:4", "empty target line"),
 ]
 
 

@@ -259,11 +259,12 @@ class DepthEstimationDataModule(DataModule):
         if self.source == "synthetic":
             self.splits = synthetic_splits(self.synthetic_sizes, self.seed, self.synthetic_image_size, self.max_depth)
         elif self.source == "folder":
-            self.splits = folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed, scale=self.depth_scale,
-                                        npy_scale=self.npy_scale)
+            self.splits = folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed,
+                                        scale=self.depth_scale, npy_scale=self.npy_scale)
         elif self.source == "nyu":
             self.splits = list_splits(**self.paths, depth_root=self.depth_root, val_fraction=self.val_fraction,
-                                      seed=self.seed, scale=self.depth_scale, on_error=self.on_error, npy_scale=self.npy_scale)
+                                      seed=self.seed, scale=self.depth_scale, on_error=self.on_error,
+                                      npy_scale=self.npy_scale)
         elif self.source == "hf":
             if self.hf["name"] is None:
                 raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
@@ -280,8 +281,10 @@ class DepthEstimationDataModule(DataModule):
         self._load_splits()
         if stage in (None, "fit", "validate", "test"):
             depth_range = (self.min_depth, self.max_depth)
-            make = lambda name, train: DepthDataset(self.splits[name], self.transform(train), self.resize_depth,  # noqa: E731
-                                                    self.on_error, depth_range)
+
+            def make(name: str, train: bool) -> DepthDataset:
+                return DepthDataset(self.splits[name], self.transform(train), self.resize_depth, self.on_error, depth_range)
+
             self.train_set, self.val_set = make("train", True), make("val", False)
             if "test" in self.splits:
                 self.test_set = make("test", False)

@@ -79,7 +79,8 @@ def list_class_folder(root: Path) -> list[tuple[Path, str]]:
         raise DataError(f"{root}: image folder not found (expected <class>/<image> subfolders)")
     items = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        found = [(path, class_dir.name) for path in sorted(class_dir.rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
+        found = [(path, class_dir.name) for path in sorted(class_dir.rglob("*"))
+                 if path.suffix.lower() in IMAGE_EXTENSIONS]
         if not found:  # left out, its class would silently vanish from the label set
             raise DataError(f"{class_dir}: class folder has no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
         items += found

@@ -102,7 +102,9 @@ def read_csv(path: str | Path, delimiter: str | None = None, on_error: OnError =
             if len(row) != len(header) and any(cell.strip() for cell in row):
                 raise csv.Error(f"{len(row)} fields, header has {len(header)}")
         except csv.Error as err:
-            message = str(err) if "fields, header has" in str(err) else f"malformed CSV record ({err}; an unclosed quote?)"
+            message = str(err)
+            if "fields, header has" not in message:
+                message = f"malformed CSV record ({err}; an unclosed quote?)"
             if on_error == "skip":
                 feed.pos = first + 1  # resume at the next line: only this one is lost
                 yield where, Skipped(where, message)
