@@ -97,7 +97,7 @@ def test_image_classification_resumes_exactly_from_the_newest_run_and_continues_
     killed_dir = tmp_path / "logs" / "image_classification" / "runs" / "killed"
     killed_dir.parent.mkdir(parents=True)
     killed = start(tmp_path, killed_dir, "image_classification")
-    reference = start(tmp_path, tmp_path / "reference", "image_classification")
+    reference = start(tmp_path, tmp_path / "reference", "image_classification", "logger=csv")
     _, step = kill_after_first_last_ckpt(killed, killed_dir)
     resumed = start(tmp_path, tmp_path / "resumed", "image_classification", "ckpt_path=last")
     finish(resumed, tmp_path / "resumed")
