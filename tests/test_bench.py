@@ -9,9 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+from headstart.callbacks import throughput as module
 from headstart.run.threads import allowed_cores, apply_thread_policy, choose_threads, free_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +109,21 @@ def test_thread_policy_follows_a_pinned_affinity():
         assert choose_threads(None, {}, load=50.0, machine_cores=os.cpu_count())[0] == 1
     finally:
         os.sched_setaffinity(0, saved)
+
+
+def test_throughput_leaves_validation_and_its_checkpoint_write_out(monkeypatch: pytest.MonkeyPatch):
+    """Clock: train 0-2 s, validation 2-3 s, best-checkpoint write 3-5 s, train 5-7 s -> 4 s counted."""
+    now = iter([0.0, 2.0, 5.0, 7.0])
+    monkeypatch.setattr(module.time, "perf_counter", lambda: next(now))
+    callback, trainer = module.Throughput(), SimpleNamespace(world_size=1, training=True)
+    batch = {"x": torch.zeros(4, 3)}
+    callback.on_train_epoch_start(trainer, None)  # 0
+    callback.on_train_batch_start(trainer, None, batch, 0)  # clock already running: no read
+    callback.on_train_batch_end(trainer, None, None, batch, 0)
+    callback.on_validation_start(trainer, None)  # 2
+    callback.on_validation_end(trainer, None)
+    callback.on_train_batch_start(trainer, None, batch, 1)  # 5
+    callback.on_train_batch_end(trainer, None, None, batch, 1)
+    callback.on_train_epoch_end(trainer, None)  # 7
+    assert callback.train_seconds == pytest.approx(4.0) and callback.samples == 8
+    assert callback.samples_per_second == pytest.approx(2.0)

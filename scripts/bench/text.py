@@ -12,6 +12,7 @@ classifier reads the pooler (dense + tanh on [CLS]); headstart's head reads [CLS
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from scripts.bench.harness import Side, SideResult
 from scripts.bench.hs_side import built_like_train, check_same_init, run_headstart
 from scripts.bench.peers import CountingCollator, Recipe, run_plain, run_trainer
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The data sets, by default ../shared/data beside the repository; BENCH_DATA points elsewhere.
+SHARED = Path(os.environ.get("BENCH_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 

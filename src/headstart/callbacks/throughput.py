@@ -29,7 +29,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class Throughput(Callback):
-    """Counts training examples (all ranks) and time spent in training, validation excluded.
+    """Counts training examples (all ranks) and time spent in training; validation and the
+    checkpoint writes that follow it are excluded.
 
     warmup_steps: batches left out of the count (compilation, allocator and loader start-up).
     """
@@ -47,8 +48,10 @@ class Throughput(Callback):
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._pause()
 
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.training:
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        # Resume at the next training batch, not at validation end: the best-checkpoint write that
+        # follows a validation belongs to it (it cost a MiniLM run seconds of "training" time).
+        if self._start is None:
             self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
