@@ -506,3 +506,18 @@ def test_batch_of_only_a_skipped_clip_trains_and_is_counted(tmp_path: Path) -> N
     results = train(make_cfg(tmp_path / "run", *overrides, "model.preset=tiny", "data.on_error=skip", "data.batch_size=1",
                              "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0", "test=false"))
     assert results["data_skipped"] == 1 and "val/acc" in results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case_id", ["zero_byte_image", "coco_missing_image", "mask_wrong_size", "depth_wrong_rank"])
+def test_vision_batch_of_only_a_skipped_image_trains_and_is_counted(case_id: str, tmp_path: Path) -> None:
+    """Batch size 1: the bad image's batch is empty; the vision task skips the step (the model
+    was called on a [0, 3, 1, 1] tensor: 'Kernel size can't be greater than actual input size')."""
+    from headstart.train import train
+
+    case = BY_ID[case_id]
+    overrides = [*case.build(tmp_path / "data"), *case.overrides]
+    results = train(make_cfg(tmp_path / "run", *overrides, "model.preset=tiny", "data.on_error=skip", "data.batch_size=1",
+                             "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0", "test=false", "callbacks.media=null"))
+    assert results["data_skipped"] >= 1, results
+    assert any(key.startswith("val/") for key in results), results

@@ -85,7 +85,9 @@ class DepthEstimationTask(Task):
             depth = 0.5 * (depth + self(pixel_values.flip(-1)).flip(-1))
         return depth
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["depth"].shape[0] == 0:  # every image of the batch was skipped as bad input
+            return None
         terms = self.loss_fn(self(batch["pixel_values"]), batch["depth"])
         self.log_terms("train", terms, batch_size=batch["depth"].shape[0])
         return terms["loss"]
@@ -96,7 +98,9 @@ class DepthEstimationTask(Task):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         return self._evaluate(batch, "test", self.test_metrics)
 
-    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> dict[str, torch.Tensor]:
+    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> dict[str, torch.Tensor] | None:
+        if batch["depth"].shape[0] == 0:
+            return None
         depth = self.predict_depth(batch["pixel_values"])
         terms = self.loss_fn(depth, batch["depth"])
         self.log_terms(stage, terms, batch_size=batch["depth"].shape[0])

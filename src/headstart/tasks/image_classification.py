@@ -56,7 +56,9 @@ class ImageClassificationTask(Task):
         """pixel_values [B, 3, H, W] -> logits [B, C]."""
         return self.head(self.backbone(pixel_values).pooled)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["labels"].numel() == 0:  # every image of the batch was skipped as bad input
+            return None
         terms = self.loss_fn(self(batch["pixel_values"]), batch["labels"])
         self.log_terms("train", terms, batch_size=batch["labels"].shape[0])
         return terms["loss"]
@@ -67,7 +69,9 @@ class ImageClassificationTask(Task):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         return self._evaluate(batch, "test", self.test_metrics)
 
-    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> dict[str, torch.Tensor]:
+    def _evaluate(self, batch: dict[str, Any], stage: str, metrics: MetricCollection) -> dict[str, torch.Tensor] | None:
+        if batch["labels"].numel() == 0:
+            return None
         logits = self(batch["pixel_values"])
         terms = self.loss_fn(logits, batch["labels"])
         self.log_terms(stage, terms, batch_size=batch["labels"].shape[0])

@@ -80,7 +80,9 @@ class ObjectDetectionTask(Task):
         """The last layer's terms plus every earlier layer's (``loss_ce_0`` ...)."""
         return self.loss_fn(logits[-1], boxes[-1], targets, aux_outputs=list(zip(logits[:-1], boxes[:-1])))
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if not batch["targets"]:  # every image of the batch was skipped as bad input
+            return None
         logits, boxes = self(batch["pixel_values"], batch["pixel_mask"])
         terms = self.set_loss(logits, boxes, batch["targets"])
         self.log_terms("train", terms, batch_size=len(batch["targets"]))
@@ -93,7 +95,9 @@ class ObjectDetectionTask(Task):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         return self._evaluate(batch, "test", self.test_metrics)
 
-    def _evaluate(self, batch: dict[str, Any], stage: str, metric: Metric) -> dict[str, torch.Tensor]:
+    def _evaluate(self, batch: dict[str, Any], stage: str, metric: Metric) -> dict[str, torch.Tensor] | None:
+        if not batch["targets"]:
+            return None
         logits, boxes = self(batch["pixel_values"], batch["pixel_mask"])
         self.log_terms(stage, self.set_loss(logits, boxes, batch["targets"]), batch_size=len(batch["targets"]))
         self._log_dropped(stage, batch)

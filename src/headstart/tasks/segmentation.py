@@ -87,7 +87,9 @@ class SegmentationTask(Task):
         raise NotImplementedError
 
     # ---- steps --------------------------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["pixel_values"].shape[0] == 0:  # every image of the batch was skipped as bad input
+            return None
         terms, _ = self.compute_loss(batch)
         self.log_terms("train", terms, batch_size=batch["pixel_values"].shape[0])
         return terms["loss"]
@@ -98,7 +100,9 @@ class SegmentationTask(Task):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._evaluate(batch, "test")
 
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, Any] | None:
+        if batch["pixel_values"].shape[0] == 0:
+            return None
         terms, outputs = self.compute_loss(batch)
         self.log_terms(stage, terms, batch_size=batch["pixel_values"].shape[0])
         sizes = batch["target_sizes"]
