@@ -308,7 +308,7 @@ def test_readme_tour_runs(tmp_path: Path) -> None:
     assert re.search(r"split\W+test", proc.stdout + proc.stderr), "eval.py did not say which split it used"
     predicted = one("logs/image_classification/runs/*_predict", tmp_path)
     assert len((predicted / "predictions.jsonl").read_text().splitlines()) == 3
-    assert list(predicted.rglob("*.png")), "predict.visualize=true wrote no picture"
+    assert len(list(predicted.glob("visualizations/*.png"))) == 3, "predict.visualize=true: a picture per input"
     sweep = one("logs/image_classification/multiruns/*_train", tmp_path)
     assert (sweep / "summary.md").is_file() and (sweep / "summary.csv").is_file()
     assert len(list(sweep.glob("*/metrics.json"))) == 2
