@@ -178,7 +178,8 @@ def test_a_resumed_preset_reuses_the_saved_tokenizer_instead_of_training_another
     from headstart.run.build import MODEL_META_KEYS, without
     from headstart.run.resume import reuse_run_tokenizer, wandb_resume_kwargs
 
-    cfg = make_cfg(tmp_path, "task=text_classification", "model.preset=tiny", "data.synthetic_sizes={train: 64, val: 8, test: 0}")
+    sizes = "data.synthetic_sizes={train: 64, val: 8, test: 0}"
+    cfg = make_cfg(tmp_path, "task=text_classification", "model.preset=tiny", sizes)
     first = instantiate(without(cfg.model, MODEL_META_KEYS), _convert_="all")
     datamodule = instantiate(cfg.data, _convert_="all")
     first.attach(**datamodule.configure(first.data_spec()))

@@ -105,7 +105,8 @@ class DataModule(LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
         if train:
-            return cls(SeededSamples(dataset, self.seed), batch_sampler=EpochKeyedBatches(self._train_batches(dataset)), **common)
+            batches = EpochKeyedBatches(self._train_batches(dataset))
+            return cls(SeededSamples(dataset, self.seed), batch_sampler=batches, **common)
         batches = self.batch_sampler(dataset, train)
         if batches is not None:
             return cls(dataset, batch_sampler=batches, **common)

@@ -97,7 +97,9 @@ class EpochKeyedBatches(Sampler[list[Key]]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        inner = getattr(self.batches, "set_epoch", None) or getattr(getattr(self.batches, "sampler", None), "set_epoch", None)
+        inner = getattr(self.batches, "set_epoch", None)
+        if inner is None:  # a torch BatchSampler: the epoch goes to its sampler
+            inner = getattr(getattr(self.batches, "sampler", None), "set_epoch", None)
         if callable(inner):
             inner(epoch)
 
