@@ -31,6 +31,9 @@ class SideResult:
     padding_fraction: float | None = None
     train_seconds: float | None = None
     samples: int | None = None
+    # positions (tokens or audio samples, padding included) per second: the work done, which a
+    # short run's batch mix can make differ between sides when samples/s alone would not show it
+    positions_per_second: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,8 +70,10 @@ def summarise(runs: dict[str, list[SideResult]], reference: str | None = None) -
     for name, results in runs.items():
         metrics = [r.metric for r in results if r.metric is not None]
         padding = [r.padding_fraction for r in results if r.padding_fraction is not None]
+        positions = [r.positions_per_second for r in results if r.positions_per_second]
         sides[name] = {
             "samples_per_second": _stats([r.samples_per_second for r in results]),
+            "positions_per_second": _stats(positions) if positions else None,
             "metric": _stats(metrics) if metrics else None,
             "padding_fraction": statistics.median(padding) if padding else None,
             "runs": [asdict(r) for r in results],
@@ -86,6 +91,9 @@ def summarise(runs: dict[str, list[SideResult]], reference: str | None = None) -
             "round_min": min(per_round) if per_round else None,
             "round_max": max(per_round) if per_round else None,
         }
+        ref_pos, other_pos = sides[reference]["positions_per_second"], sides[name]["positions_per_second"]
+        if ref_pos and other_pos:
+            ratios[f"{reference}/{name}"]["positions_median_ratio"] = ref_pos["median"] / other_pos["median"]
     return {"reference": reference, "sides": sides, "ratios": ratios}
 
 
@@ -105,7 +113,8 @@ def format_table(name: str, summary: dict[str, Any], metric_name: str) -> str:
             f"{_fmt(metric['median'] if metric else None, '.4f'):>18} {_fmt(spread, '.4f'):>8} {_fmt(s['padding_fraction'], '.3f'):>8}"
         )
     for pair, r in summary["ratios"].items():
-        lines.append(f"ratio {pair}: {r['median_ratio']:.3f}x (per round {_fmt(r['round_min'], '.3f')}-{_fmt(r['round_max'], '.3f')})")
+        positions = f"; positions/s {r['positions_median_ratio']:.3f}x" if "positions_median_ratio" in r else ""
+        lines.append(f"ratio {pair}: {r['median_ratio']:.3f}x (per round {_fmt(r['round_min'], '.3f')}-{_fmt(r['round_max'], '.3f')}){positions}")
     return "\n".join(lines)
 
 

@@ -76,16 +76,37 @@ def last_logged(out_dir: Path, names: tuple[str, ...]) -> float | None:
     return None
 
 
-def run_headstart(overrides: list[str], metric: str) -> SideResult:
-    """One ``train(cfg)`` run; samples/s from metrics.json, padding fraction from the CSV log."""
+def replayed_positions(built: Built, steps: int, lengths: list[int]) -> int:
+    """Padded positions headstart's first ``steps`` training batches hold: its batch order is a
+    function of (seed, epoch) alone, so replaying the sampler gives exactly the batches it trained on."""
+    sampler = built.datamodule._train_batches(built.datamodule.train_set)
+    total, done, epoch = 0, 0, 0
+    while done < steps:
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            total += len(batch) * max(lengths[i] for i in batch)
+            done += 1
+            if done == steps:
+                break
+        epoch += 1
+    return total
+
+
+def run_headstart(overrides: list[str], metric: str, positions: int | None = None) -> SideResult:
+    """One ``train(cfg)`` run; samples/s from metrics.json, padding fraction from the CSV log.
+
+    positions: padded positions of the whole training run (see :func:`replayed_positions`)."""
     from headstart.train import train
 
     out_dir = Path(tempfile.mkdtemp(prefix="bench_hs_"))
     cfg = compose_cfg(overrides, out_dir)
     results: dict[str, Any] = train(cfg)
     padding = last_logged(out_dir, ("train/padding_fraction_epoch", "train/padding_fraction"))
+    sps = float(results["train_samples_per_second"])
+    per_sample = positions / (int(results["global_step"]) * int(cfg.data.batch_size)) if positions else None
     return SideResult(
-        samples_per_second=float(results["train_samples_per_second"]),
+        samples_per_second=sps,
+        positions_per_second=sps * per_sample if per_sample else None,
         metric=results.get(metric),
         padding_fraction=padding,
         train_seconds=results.get("fit_seconds"),

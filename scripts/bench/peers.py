@@ -111,9 +111,9 @@ def run_plain(
             if step >= total:
                 break
     seconds = time.perf_counter() - start
-    samples, padding = collate.samples, collate.padding_fraction
+    samples, padding, positions = collate.samples, collate.padding_fraction, collate.total
     preds, labels = predict_in_order(model, evaluate, collate, recipe.batch_size, outputs_key)
-    return SideResult(samples / seconds, score(preds, labels), padding, seconds, samples)
+    return SideResult(samples / seconds, score(preds, labels), padding, seconds, samples, positions / seconds)
 
 
 def _pad_cat(arrays: list[np.ndarray], fill: float) -> np.ndarray:
@@ -155,7 +155,7 @@ def run_trainer(
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.seconds = time.perf_counter() - self.start
-            self.samples, self.padding = collate.samples, collate.padding_fraction
+            self.samples, self.padding, self.positions = collate.samples, collate.padding_fraction, collate.total
 
     class LengthTrainer(Trainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
@@ -183,4 +183,5 @@ def run_trainer(
     # Trainer 5.x length-groups evaluation too: predictions come back permuted, and label_ids with them.
     out = trainer.predict(list(evaluate))
     predictions = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    return SideResult(clock.samples / clock.seconds, score(predictions, out.label_ids), clock.padding, clock.seconds, clock.samples)
+    return SideResult(clock.samples / clock.seconds, score(predictions, out.label_ids), clock.padding, clock.seconds,
+                      clock.samples, clock.positions / clock.seconds)

@@ -22,7 +22,7 @@ import torch
 from headstart.metrics.entity_f1 import EntityF1
 
 from scripts.bench.harness import Side, SideResult
-from scripts.bench.hs_side import built_like_train, check_same_init, run_headstart
+from scripts.bench.hs_side import built_like_train, check_same_init, replayed_positions, run_headstart
 from scripts.bench.peers import CountingCollator, Recipe, run_plain, run_trainer
 
 # The data sets, by default ../shared/data beside the repository; BENCH_DATA points elsewhere.
@@ -114,6 +114,8 @@ def comparison(kind: str, quick: bool, steps: int | None) -> tuple[list[Side], d
     tokenizer = built.datamodule.tokenizer
     collate_fn = (DataCollatorWithPadding if kind == "textcls" else DataCollatorForTokenClassification)(tokenizer)
     score = accuracy if kind == "textcls" else entity_f1_scorer(built.task.labels)
+    steps_total = recipe.total_steps(len(train))
+    positions = replayed_positions(built, steps_total, built.datamodule.train_set.lengths) if recipe.max_steps > 0 else None
     init = peer_model(kind, checkpoint, built)
     init_state = copy.deepcopy(init.state_dict())
 
@@ -129,7 +131,7 @@ def comparison(kind: str, quick: bool, steps: int | None) -> tuple[list[Side], d
         return run_plain(fresh(), train, evaluate, CountingCollator(collate_fn), recipe, sampler, score)
 
     sides = [
-        Side("headstart", lambda: run_headstart(overrides, metric_name)),
+        Side("headstart", lambda: run_headstart(overrides, metric_name, positions)),
         Side("trainer_group_by_length", lambda: run_trainer(fresh(), train, evaluate, CountingCollator(collate_fn), recipe, score)),
         Side("plain_loop", plain),
     ]
