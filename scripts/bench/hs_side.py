@@ -76,20 +76,22 @@ def last_logged(out_dir: Path, names: tuple[str, ...]) -> float | None:
     return None
 
 
-def replayed_positions(built: Built, steps: int, lengths: list[int]) -> int:
-    """Padded positions headstart's first ``steps`` training batches hold: its batch order is a
-    function of (seed, epoch) alone, so replaying the sampler gives exactly the batches it trained on."""
+def replayed_batches(built: Built, steps: int) -> list[list[int]]:
+    """headstart's first ``steps`` training batches (example indices): its batch order is a
+    function of (seed, epoch) alone, so replaying its sampler gives exactly what it trains on."""
     sampler = built.datamodule._train_batches(built.datamodule.train_set)
-    total, done, epoch = 0, 0, 0
-    while done < steps:
+    batches: list[list[int]] = []
+    epoch = 0
+    while len(batches) < steps:
         sampler.set_epoch(epoch)
-        for batch in sampler:
-            total += len(batch) * max(lengths[i] for i in batch)
-            done += 1
-            if done == steps:
-                break
+        batches += [list(b) for b in sampler][: steps - len(batches)]
         epoch += 1
-    return total
+    return batches
+
+
+def replayed_positions(batches: list[list[int]], lengths: list[int]) -> int:
+    """Padded positions (batch size x longest) of those batches."""
+    return sum(len(b) * max(lengths[i] for i in b) for b in batches)
 
 
 def run_headstart(overrides: list[str], metric: str, positions: int | None = None) -> SideResult:

@@ -142,9 +142,11 @@ def predict_in_order(
 def run_trainer(
     model: nn.Module, train: Sequence[dict[str, Any]], evaluate: Sequence[dict[str, Any]], collate: CountingCollator,
     recipe: Recipe, score: Callable[[np.ndarray, np.ndarray], float], lengths: Sequence[int] | None = None,
+    order: Sequence[int] | None = None,
 ) -> SideResult:
     """transformers' Trainer with ``train_sampling_strategy='group_by_length'`` (``lengths``: given
-    explicitly where the examples have no ``input_ids``, e.g. raw audio)."""
+    explicitly where the examples have no ``input_ids``, e.g. raw audio). ``order``: example indices
+    to train on in this order instead (short runs: the same batches as the other sides)."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -159,6 +161,8 @@ def run_trainer(
 
     class LengthTrainer(Trainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if order is not None:
+                return list(order)
             if lengths is None:
                 return super()._get_train_sampler(train_dataset)
             return LengthGroupedSampler(self.args.train_batch_size, lengths=list(lengths))

@@ -22,7 +22,7 @@ import torch
 from headstart.metrics.entity_f1 import EntityF1
 
 from scripts.bench.harness import Side, SideResult
-from scripts.bench.hs_side import built_like_train, check_same_init, replayed_positions, run_headstart
+from scripts.bench.hs_side import built_like_train, check_same_init, replayed_batches, replayed_positions, run_headstart
 from scripts.bench.peers import CountingCollator, Recipe, run_plain, run_trainer
 
 # The data sets, by default ../shared/data beside the repository; BENCH_DATA points elsewhere.
@@ -115,7 +115,11 @@ def comparison(kind: str, quick: bool, steps: int | None) -> tuple[list[Side], d
     collate_fn = (DataCollatorWithPadding if kind == "textcls" else DataCollatorForTokenClassification)(tokenizer)
     score = accuracy if kind == "textcls" else entity_f1_scorer(built.task.labels)
     steps_total = recipe.total_steps(len(train))
-    positions = replayed_positions(built, steps_total, built.datamodule.train_set.lengths) if recipe.max_steps > 0 else None
+    # Short runs: every side trains on headstart's batches (a few dozen steps of differently
+    # length-grouped batches differ in length by up to 2x, which would decide the ratio alone).
+    shared = replayed_batches(built, steps_total) if recipe.max_steps > 0 else None
+    order = [i for batch in shared for i in batch] if shared else None
+    positions = replayed_positions(shared, built.datamodule.train_set.lengths) if shared else None
     init = peer_model(kind, checkpoint, built)
     init_state = copy.deepcopy(init.state_dict())
 
@@ -127,14 +131,15 @@ def comparison(kind: str, quick: bool, steps: int | None) -> tuple[list[Side], d
     def plain() -> SideResult:
         torch.manual_seed(recipe.seed)
         g = torch.Generator().manual_seed(recipe.seed)
-        sampler = LengthGroupedSampler(recipe.batch_size, lengths=[len(x["input_ids"]) for x in train], generator=g)
+        sampler = order or LengthGroupedSampler(recipe.batch_size, lengths=[len(x["input_ids"]) for x in train], generator=g)
         return run_plain(fresh(), train, evaluate, CountingCollator(collate_fn), recipe, sampler, score)
 
     sides = [
         Side("headstart", lambda: run_headstart(overrides, metric_name, positions)),
-        Side("trainer_group_by_length", lambda: run_trainer(fresh(), train, evaluate, CountingCollator(collate_fn), recipe, score)),
+        Side("trainer_group_by_length", lambda: run_trainer(fresh(), train, evaluate, CountingCollator(collate_fn), recipe, score, order=order)),
         Side("plain_loop", plain),
     ]
     settings = {"overrides": overrides, "recipe": vars(recipe), "metric": metric_name, "train_examples": len(train),
+                "same_batches_all_sides": shared is not None,
                 "eval_examples": len(evaluate), "checkpoint": str(checkpoint)}
     return sides, settings
