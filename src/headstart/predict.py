@@ -16,11 +16,13 @@ from headstart.run.checks import CONF_DIR
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.errors import one_line_errors
 from headstart.run.extras import extras
+from headstart.run.threads import apply_thread_policy
 
 
 def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run the checkpoint on ``inputs``; one JSON record per input, in input order."""
     extras(cfg)
+    apply_thread_policy(cfg)  # intra-op threads = the cores this process may use (run/threads.py)
     lightning.seed_everything(cfg.seed, workers=True)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     built = rebuild(cfg, checkpoint)
