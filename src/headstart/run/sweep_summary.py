@@ -42,7 +42,9 @@ class SweepSummary(Callback):
             metrics = json.loads(metrics_path.read_text())
             row.update({k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) or k in ("fit_seconds",)})
         self.rows.append(row)
-        self._write(Path(hydra_cfg.sweep.dir))
+        # The job's folder is <sweep dir>/<job num>; hydra_cfg.sweep.dir itself interpolates the
+        # main config (paths.log_dir, task.name), which the job's hydra node alone cannot resolve.
+        self._write(run_dir.parent)
         swept = " ".join(row["_overrides"])
         print(f"[sweep] job {row['job']} {row['status']}: {swept}" + (f" -> {row['error']}" if "error" in row else ""))
 
