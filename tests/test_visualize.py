@@ -220,7 +220,9 @@ CASES = {  # name: (train overrides, inputs, picture kind: "png" one PNG per rec
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))  # each 3-10 s on 2 busy cores: under the 20 s of `slow`
+# Each case is 3-10 s, but 16 of them add ~100 s: slow, so `make test-fast` stays under 5 minutes.
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
 def test_predict_visualize_writes_a_picture_per_input(tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
     overrides, make_inputs, kind = CASES[case]
     ckpt = train(make_cfg(tmp_path / "run", *BASE, *overrides))["best_checkpoint"]
