@@ -72,6 +72,10 @@ def make_cfg(tmp_path: Path, *overrides: str, config_name: str = "train", fast: 
 @pytest.fixture(autouse=True)
 def _wandb_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    # An in-process W&B run earlier in the session leaves WANDB_SERVICE (its wandb-core's
+    # address) in os.environ; a train.py subprocess would inherit it and share that service,
+    # which keeps a SIGKILLed run's id registered ("run ID ... is in use" on resume).
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
 
 
 @pytest.fixture

@@ -96,3 +96,25 @@ def test_a_requeue_handler_runs_only_after_the_checkpoint_is_written(tmp_path: P
         signal.signal(signal.SIGUSR2, before)
     assert results["preempted"] is True and results["global_step"] == 3
     assert seen == [3]  # called once, with the step-3 checkpoint already on disk
+
+
+class SigtermAfterTheCheck(Callback):
+    """Sends this process SIGTERM at the end of step 2, after Preemption's own batch-end check
+    ran (callbacks run in order): Lightning then ends fit with SIGTERMException at that batch."""
+
+    def on_train_batch_end(self, trainer: Trainer, *args: object) -> None:
+        if trainer.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_between_the_checkpoint_check_and_lightnings_exit_still_writes_metrics(tmp_path: Path) -> None:
+    """The race CI hit: the signal lands after the callback looked, Lightning raises its exit;
+    the checkpoint is written in on_exception and train() still writes metrics.json."""
+    results = train(make_cfg(
+        tmp_path, "model.preset=tiny", "trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "data.batch_size=8", "data.synthetic_sizes={train: 400, val: 8, test: 8}",
+        "trainer.max_steps=50", "+callbacks.signal._target_=test_preemption.SigtermAfterTheCheck",
+    ))  # fmt: skip
+    saved = safe_load(tmp_path / "checkpoints" / "last.ckpt")
+    assert results["preempted"] is True and results["global_step"] == saved["global_step"] == 2
+    assert json.loads((tmp_path / "metrics.json").read_text())["preempted"] is True

@@ -16,6 +16,7 @@ import torch
 import lightning
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from headstart.callbacks.checkpoint_averaging import CheckpointAveraging
@@ -52,9 +53,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pin_job_for_ddp_children()
     check_resume_checkpoint(cfg.get("ckpt_path"))  # pickled code: one line, before Lightning loads it
     start = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    preemption = find_callback(trainer, Preemption)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    except SIGTERMException:
+        # SIGTERM landed after the callback's batch-end check (or during validation): Lightning
+        # ends fit with this exit; the callback has saved last.ckpt in on_exception by then.
+        if not getattr(preemption, "preempted", False):
+            raise
     fit_seconds = time.perf_counter() - start
-    preempted = bool(getattr(find_callback(trainer, Preemption), "preempted", False))  # leave at once
+    preempted = bool(getattr(preemption, "preempted", False))  # leave at once
     if not preempted and not scalar_metrics(trainer.callback_metrics, ("val/",)):
         # Stopped (max_steps) before any validation: measure the final weights once.
         trainer.validate(task, datamodule=datamodule)

@@ -17,6 +17,7 @@ are handled by the loaders and the RNG callback); what is decided before buildin
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,17 @@ def reuse_run_tokenizer(backbone: Any, meta: dict[str, Any]) -> bool:
 
 
 def wandb_resume_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
-    """WandbLogger arguments that continue the checkpoint's W&B run ({} when it recorded none)."""
+    """WandbLogger arguments that continue the checkpoint's W&B run ({} when it recorded none).
+
+    A ``WANDB_SERVICE`` inherited from a parent process (a notebook or wrapper that used W&B)
+    would make this run share the parent's wandb-core, which may still hold the killed run's id
+    ("run ID ... is in use"): a resumed run starts its own service.
+    """
     run_id = meta.get(WANDB_KEY)
-    return {"id": str(run_id), "resume": "allow"} if run_id else {}
+    if not run_id:
+        return {}
+    os.environ.pop("WANDB_SERVICE", None)
+    return {"id": str(run_id), "resume": "allow"}
 
 
 def remember_wandb_run(meta: dict[str, Any], loggers: list[Any]) -> None:
