@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from headstart.callbacks import throughput as module
-from headstart.run.threads import allowed_cores, apply_thread_policy, choose_threads, free_cores
+from headstart.run.threads import allowed_cores, apply_thread_policy, busy_cores, choose_threads, free_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,6 +110,29 @@ def test_thread_policy_follows_a_pinned_affinity():
         assert choose_threads(None, {}, load=50.0, machine_cores=os.cpu_count())[0] == 1
     finally:
         os.sched_setaffinity(0, saved)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="Linux /proc")
+def test_busy_cores_counts_other_processes_now_and_not_this_one():
+    """Another process spinning on a core counts as about one busy core; this process spinning
+    does not count (it is the run being sized), and nothing lags behind like the load average."""
+    import subprocess
+    import threading
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores(0.5) >= 0.6
+    finally:
+        spinner.kill()
+        spinner.wait()
+    stop = time.monotonic() + 1.0
+    spin = threading.Thread(target=lambda: [None for _ in iter(lambda: time.monotonic() < stop, False)])
+    spin.start()
+    try:
+        assert busy_cores(0.5) < 0.6  # the other process is gone; our own spinning thread is left out
+    finally:
+        spin.join()
 
 
 def test_throughput_leaves_validation_and_its_checkpoint_write_out(monkeypatch: pytest.MonkeyPatch):
