@@ -27,7 +27,7 @@ from headstart.data.sources.audio import (
     AUDIO_EXTENSIONS, AudioItem, Splits, class_folder, folder_splits, hf_splits, manifest_splits, probe_duration,
     synthetic_splits, transcript_folder,
 )  # fmt: skip
-from headstart.data.sources.images import split_fraction
+from headstart.data.splits import hold_out, pick_source, require_hf_name
 from headstart.data.synthetic.audio import CLASS_NAMES, LEXICON, make_audio_classification, make_spelled_words
 
 
@@ -44,6 +44,8 @@ class AudioDataModule(DataModule):
     bucket_by_length: batches of similar duration (less padding); eval order is then permuted.
     predict_chunk_seconds: predict.py cuts longer files into chunks of this length.
     """
+
+    task_name = "audio"  # named in data errors
 
     kind: Kind = "classification"
 
@@ -89,6 +91,13 @@ class AudioDataModule(DataModule):
         self.dropped: dict[str, int] = {}
 
     # ---- subclass hooks -----------------------------------------------------------------------
+    def _hf_splits(self) -> Splits:
+        self.hf_class_names, splits = hf_splits(
+            require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["splits"], self.columns["audio_column"],
+            self.columns["target_column"], self.val_fraction, self.seed,
+        )  # fmt: skip
+        return splits
+
     def _synthetic(self) -> Splits:
         raise NotImplementedError
 
@@ -112,24 +121,15 @@ class AudioDataModule(DataModule):
     def _load_splits(self) -> None:
         if self.splits:
             return
-        if self.source == "synthetic":
-            splits = self._synthetic()
-        elif self.source == "folder":
-            splits = folder_splits(self.paths, self._folder_listing())
-        elif self.source == "manifest":
-            columns = {**self.columns, "audio_column": self.path_column}
-            splits = manifest_splits(self.paths, **columns, on_error=self.on_error)
-        elif self.source == "hf":
-            if self.hf["name"] is None:
-                raise DataError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-            self.hf_class_names, splits = hf_splits(
-                self.hf["name"], self.hf["subset"], self.hf["splits"], self.columns["audio_column"],
-                self.columns["target_column"], self.val_fraction, self.seed,
-            )  # fmt: skip
-        else:
-            raise DataError(f"data.source={self.source} is not one of synthetic, folder, manifest, hf")
+        splits = pick_source(self.source, {
+            "synthetic": self._synthetic,
+            "folder": lambda: folder_splits(self.paths, self._folder_listing()),
+            "manifest": lambda: manifest_splits(self.paths, **{**self.columns, "audio_column": self.path_column},
+                                                on_error=self.on_error),
+            "hf": self._hf_splits,
+        }, self.task_name)
         if "val" not in splits:
-            splits["train"], splits["val"] = split_fraction(splits["train"], self.val_fraction, self.seed)
+            splits["train"], splits["val"] = hold_out(splits["train"], self.val_fraction, self.seed)
         self.splits = {split: self._filter(split, items) for split, items in splits.items()}
         if not self.splits["train"]:
             raise DataError("no training clips left after the duration filter (data.min_duration / data.max_duration)")
@@ -220,6 +220,8 @@ class AudioClassificationDataModule(AudioDataModule):
     the dataset's ClassLabel names (sorted values otherwise).
     """
 
+    task_name = "audio classification"  # named in data errors
+
     kind: Kind = "classification"
 
     def __init__(
@@ -283,6 +285,8 @@ class SpeechRecognitionDataModule(AudioDataModule):
     a fine-tuned CTC checkpoint's own (``use_pretrained_vocab``), or built from the training
     transcripts after normalisation (``text_case``, ``strip_punctuation``, ``keep_chars``).
     """
+
+    task_name = "speech recognition"  # named in data errors
 
     kind: Kind = "ctc"
 

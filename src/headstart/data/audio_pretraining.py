@@ -101,6 +101,8 @@ class AudioPretrainingDataModule(AudioDataModule):
     """See the module docstring. max_seconds: crop length (null: whole clips). synthetic_*: the
     tone-sequence generator's inventory size, grammar strength and utterance lengths."""
 
+    task_name = "audio pretraining"  # named in data errors
+
     def __init__(
         self,
         max_seconds: float | None = 15.0,

@@ -25,6 +25,7 @@ from headstart.data.depth_sources import DepthSplit, folder_splits, hf_splits, l
 from headstart.data.errors import DataError, OnError, load_example, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.images import IMAGE_EXTENSIONS
+from headstart.data.splits import pick_source, require_hf_name
 
 Size = int | Sequence[int] | None
 
@@ -256,22 +257,17 @@ class DepthEstimationDataModule(DataModule):
     def _load_splits(self) -> None:
         if self.splits:
             return
-        if self.source == "synthetic":
-            self.splits = synthetic_splits(self.synthetic_sizes, self.seed, self.synthetic_image_size, self.max_depth)
-        elif self.source == "folder":
-            self.splits = folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed,
-                                        scale=self.depth_scale, npy_scale=self.npy_scale)
-        elif self.source == "nyu":
-            self.splits = list_splits(**self.paths, depth_root=self.depth_root, val_fraction=self.val_fraction,
-                                      seed=self.seed, scale=self.depth_scale, on_error=self.on_error,
-                                      npy_scale=self.npy_scale)
-        elif self.source == "hf":
-            if self.hf["name"] is None:
-                raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-            self.splits = hf_splits(self.hf["name"], self.hf["subset"], self.hf["image_column"], self.hf["depth_column"],
-                                    self.hf["splits"], self.val_fraction, self.seed, self.depth_scale)
-        else:
-            raise ValueError(f"data.source={self.source} is not one of synthetic, folder, nyu, hf for depth estimation")
+        self.splits = pick_source(self.source, {
+            "synthetic": lambda: synthetic_splits(self.synthetic_sizes, self.seed, self.synthetic_image_size, self.max_depth),
+            "folder": lambda: folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed,
+                                            scale=self.depth_scale, npy_scale=self.npy_scale),
+            "nyu": lambda: list_splits(**self.paths, depth_root=self.depth_root, val_fraction=self.val_fraction,
+                                       seed=self.seed, scale=self.depth_scale, on_error=self.on_error,
+                                       npy_scale=self.npy_scale),
+            "hf": lambda: hf_splits(require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["image_column"],
+                                    self.hf["depth_column"], self.hf["splits"], self.val_fraction, self.seed,
+                                    self.depth_scale),
+        }, "depth estimation")
 
     def transform(self, train: bool) -> PairTransform:
         return PairTransform(train, self.image_size, self.crop_size, self.hflip,

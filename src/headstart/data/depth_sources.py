@@ -17,7 +17,8 @@ from PIL import Image
 
 from headstart.data.depth_io import read_depth
 from headstart.data.errors import DataError, OnError, Skipped
-from headstart.data.sources.images import IMAGE_EXTENSIONS, split_folders, split_fraction
+from headstart.data.sources.images import IMAGE_EXTENSIONS
+from headstart.data.splits import hold_out, split_folders
 from headstart.data.sources.text import read_lines
 from headstart.data.synthetic.depth_scenes import render_scene
 
@@ -166,7 +167,7 @@ def folder_splits(
     paths = split_folders(path, train_path, val_path, test_path)
     pairs = {"train": find_pairs(Path(paths["train"]))}
     if paths["val"] is None:
-        pairs["train"], pairs["val"] = split_fraction(pairs["train"], val_fraction, seed)
+        pairs["train"], pairs["val"] = hold_out(pairs["train"], val_fraction, seed)
     else:
         pairs["val"] = find_pairs(Path(paths["val"]))
     if paths["test"] is not None:
@@ -241,7 +242,7 @@ def list_splits(
 
     items = {"train": read_pair_list(locate(train_path), image_root, depth_dir, on_error)}
     if val_path is None:
-        items["train"], items["val"] = split_fraction(items["train"], val_fraction, seed)
+        items["train"], items["val"] = hold_out(items["train"], val_fraction, seed)
     else:
         items["val"] = read_pair_list(locate(val_path), image_root, depth_dir, on_error)
     if test_path is not None:

@@ -27,6 +27,7 @@ from headstart.data.sources.detection import (
     BoxFormat, DetSource, DetSplit, coco_source, hf_source, synthetic_source, voc_source, yolo_source,
 )
 from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
+from headstart.data.splits import pick_source, require_hf_name
 from headstart.ops.boxes import xyxy_to_cxcywh
 
 SANITIZE = v2.Compose([v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0)])
@@ -197,24 +198,18 @@ class ObjectDetectionDataModule(DataModule):
         if self.data is not None:
             return self.data
         layout, fraction = self.layout, self.val_fraction
-        if self.source == "synthetic":
-            shapes, sizes, image_size, max_objects, size_range = self.synthetic
-            self.data = synthetic_source(shapes, sizes, self.seed, image_size, max_objects, size_range)
-        elif self.source == "coco":
-            self.data = coco_source(self.path, self.split_paths, layout["image_dir"], fraction, self.seed)
-        elif self.source == "yolo":
-            self.data = yolo_source(self.path, layout["image_dir"], layout["label_dir"], layout["classes"],
-                                    layout["classes_file"], fraction, self.seed)
-        elif self.source == "voc":
-            self.data = voc_source(self.path, layout["classes"], layout["classes_file"], layout["skip_difficult"],
-                                   fraction, self.seed)
-        elif self.source == "hf":
-            if self.hf["name"] is None:
-                raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-            self.data = hf_source(self.hf["name"], self.hf["subset"], self.hf["splits"], self.hf["image_column"],
-                                  self.hf["objects_column"], self.hf["bbox_format"], fraction, self.seed)
-        else:
-            raise ValueError(f"data.source={self.source} is not one of synthetic, coco, yolo, voc, hf for object detection")
+        shapes, sizes, image_size, max_objects, size_range = self.synthetic
+        self.data = pick_source(self.source, {
+            "synthetic": lambda: synthetic_source(shapes, sizes, self.seed, image_size, max_objects, size_range),
+            "coco": lambda: coco_source(self.path, self.split_paths, layout["image_dir"], fraction, self.seed),
+            "yolo": lambda: yolo_source(self.path, layout["image_dir"], layout["label_dir"], layout["classes"],
+                                        layout["classes_file"], fraction, self.seed),
+            "voc": lambda: voc_source(self.path, layout["classes"], layout["classes_file"], layout["skip_difficult"],
+                                      fraction, self.seed),
+            "hf": lambda: hf_source(require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["splits"],
+                                    self.hf["image_column"], self.hf["objects_column"], self.hf["bbox_format"],
+                                    fraction, self.seed),
+        }, "object detection")
         return self.data
 
     def info(self) -> dict[str, Any]:

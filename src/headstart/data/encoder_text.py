@@ -7,13 +7,12 @@
   length-grouped batch sampler (on by default in training, DDP-aware);
 * dynamic padding (:func:`pad_features`), to a multiple of 8 under mixed precision, with the
   real / padded token counts carried in the batch so the task can log the padding fraction;
-* splitting one file into train / val by ``val_fraction`` and turning bad records into a
-  DataError naming ``file:line`` or a counted skip.
+* turning bad records into a DataError naming ``file:line`` or a counted skip (the split files
+  and the held-out validation come from :mod:`headstart.data.splits`).
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,42 +54,6 @@ def parse_all(
         else:
             out.append((where, load_example(lambda: parse(where, record), where, on_error)))
     return out
-
-
-def holdout(items: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    """Shuffle with ``seed`` and hold out ``fraction`` (at least one item) as the second list."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"data.val_fraction={fraction} must be in (0, 1) to split one file into train and val")
-    order = list(range(len(items)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(len(items) * fraction))
-    return [items[i] for i in sorted(order[n_val:])], [items[i] for i in sorted(order[:n_val])]
-
-
-def file_splits(
-    path: str | None, train_path: str | None, val_path: str | None, test_path: str | None,
-    suffixes: Sequence[str],
-) -> dict[str, Path]:
-    """Split name -> file. ``path``: a file (split later by val_fraction) or a folder holding
-    ``train.*`` / ``val.*`` or ``validation.*`` or ``dev.*`` / ``test.*``."""
-    if train_path:
-        named = {"train": train_path, "val": val_path, "test": test_path}
-        return {k: Path(v) for k, v in named.items() if v}
-    if not path:
-        raise DataError("data.path (or data.train_path) is needed for a file source")
-    root = Path(path)
-    if root.is_file():
-        return {"train": root}
-    if not root.is_dir():
-        raise DataError(f"{root}: no such file or folder")
-    found: dict[str, Path] = {}
-    for split, stems in (("train", ("train",)), ("val", ("val", "validation", "dev")), ("test", ("test",))):
-        for file in sorted(root.iterdir()):
-            if file.stem in stems and file.suffix.lower() in suffixes:
-                found.setdefault(split, file)
-    if "train" not in found:
-        raise DataError(f"{root}: no train file (train{'|'.join(suffixes)})")
-    return found
 
 
 def pad_features(samples: list[Item], pad_id: int, multiple: int = 1) -> dict[str, Any]:

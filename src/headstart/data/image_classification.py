@@ -11,6 +11,7 @@ from headstart.data.base import DataModule
 from headstart.data.errors import OnError, load_example, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.images import IMAGE_EXTENSIONS, ImageSplit, folder_splits, hf_splits, open_rgb, synthetic_splits
+from headstart.data.splits import pick_source, require_hf_name
 from headstart.data.synthetic.shapes import SHAPES
 from headstart.data.transforms import classification_transforms
 
@@ -113,20 +114,15 @@ class ImageClassificationDataModule(DataModule):
     def _load_splits(self) -> None:
         if self.splits:
             return
-        if self.source == "synthetic":
-            self.labels = list(self.synthetic_classes)
-            self.splits = synthetic_splits(self.synthetic_classes, self.synthetic_sizes, self.seed, self.synthetic_image_size)
-        elif self.source == "folder":
-            self.labels, self.splits = folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed)
-        elif self.source == "hf":
-            if self.hf["name"] is None:
-                raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-            self.labels, self.splits = hf_splits(
-                self.hf["name"], self.hf["subset"], self.hf["image_column"], self.hf["label_column"],
+        self.labels, self.splits = pick_source(self.source, {
+            "synthetic": lambda: (list(self.synthetic_classes), synthetic_splits(
+                self.synthetic_classes, self.synthetic_sizes, self.seed, self.synthetic_image_size)),
+            "folder": lambda: folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed),
+            "hf": lambda: hf_splits(
+                require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["image_column"], self.hf["label_column"],
                 self.hf["splits"], self.val_fraction, self.seed,
-            )
-        else:
-            raise ValueError(f"data.source={self.source} is not one of synthetic, folder, hf for image classification")
+            ),
+        }, "image classification")
 
     def info(self) -> dict[str, Any]:
         self._load_splits()

@@ -5,7 +5,7 @@ Sources (``data.source``): ``synthetic`` (the agreement grammar of
 files or folders; a document is a blank-line separated paragraph, a line or a whole file),
 ``jsonl`` / ``csv`` (``text_column``), ``hf`` (a ``datasets`` hub name, read streaming, or a
 ``save_to_disk`` directory, memory-mapped). Splits come from the files' names or
-``train_path`` / ``val_path`` / ``test_path`` (:mod:`headstart.data.sources.text_splits`);
+``train_path`` / ``val_path`` / ``test_path`` (:mod:`headstart.data.splits`);
 without a validation split the last ``val_fraction`` of the documents is held out (hub data
 read streaming: counted in one pass first).
 
@@ -38,7 +38,8 @@ from headstart.data.errors import RIDERS, DataError, Skipped
 from headstart.data.masking import MLMCollator, special_ids
 from headstart.data.nsp_pairs import SentencePairDataset
 from headstart.data.sources.text import read_lines, read_records, require_columns
-from headstart.data.sources.text_splits import field, split_files
+from headstart.data.sources.text import field
+from headstart.data.splits import pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 from headstart.data.text_lm import TEXT_SUFFIXES, ItemsDataset, iter_paragraphs, read_prompts
 from headstart.data.token_shards import (
@@ -176,17 +177,13 @@ class TextPretrainingDataModule(DataModule):
         """Split -> what it reads (files, an hf split name, a synthetic size); "val" may be held out."""
         if self._splits is not None:
             return self._splits
-        if self.source == "synthetic":
-            splits: dict[str, Any] = dict(self.synthetic_sizes)
-        elif self.source in ("text", "jsonl", "csv"):
-            suffixes = TEXT_SUFFIXES if self.source == "text" else RECORD_SUFFIXES[self.source]
-            splits = dict(split_files(**self.paths, suffixes=suffixes))
-        elif self.source == "hf":
-            if self.hf["name"] is None:
-                raise DataError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-            splits = {ours: theirs for ours, theirs in self.hf["splits"].items() if theirs is not None}
-        else:
-            raise DataError(f"data.source={self.source} is not one of synthetic, text, jsonl, csv, hf")
+        files = lambda: dict(split_files(  # noqa: E731
+            **self.paths, suffixes=TEXT_SUFFIXES if self.source == "text" else RECORD_SUFFIXES[self.source]))
+        splits: dict[str, Any] = pick_source(self.source, {
+            "synthetic": lambda: dict(self.synthetic_sizes), "text": files, "jsonl": files, "csv": files,
+            "hf": lambda: require_hf_name(self.hf["name"]) and {
+                ours: theirs for ours, theirs in self.hf["splits"].items() if theirs is not None},
+        }, "pretraining")
         if "train" not in splits:
             raise DataError("no training split configured")
         if self.source == "hf":  # a split the dataset lacks is left out (val is then held out of train)

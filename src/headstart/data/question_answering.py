@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, file_splits, holdout, parse_all
+from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, parse_all
+from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.errors import DataError, Skipped, load_example, ride_along, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.qa_windows import prepare_qa_features
@@ -109,40 +110,42 @@ class QuestionAnsweringDataModule(EncoderTextDataModule):
     def _load(self) -> None:
         if self.examples:
             return
-        raw: dict[str, list[tuple[str, Any]]] = {}
-        if self.source == "synthetic":
-            for i, (split, n) in enumerate(self.synthetic_sizes.items()):
-                rows = make_qa(n, self.seed + 1000 * i, self.synthetic_people)
-                raw[split] = [(f"synthetic:{split}:{j}", {
-                    "id": r["id"], "title": "", "question": r["question"], "context": r["context"],
-                    "answers": {"text": [r["answer_text"]], "answer_start": [r["answer_start"]]}}) for j, r in enumerate(rows)]
-        elif self.source == "squad":
-            raw = {s: read_squad(f, self.on_error) for s, f in file_splits(*self.paths, (".json",)).items()}
-            if "val" not in raw:  # split by article, so no paragraph is in both
-                titles = sorted({ex["title"] for _, ex in raw["train"]})
-                _, val_titles = holdout(titles, self.val_fraction, self.seed)
-                raw["val"] = [(w, ex) for w, ex in raw["train"] if ex["title"] in set(val_titles)]
-                raw["train"] = [(w, ex) for w, ex in raw["train"] if ex["title"] not in set(val_titles)]
-        elif self.source == "jsonl":
-            raw = {s: parse_all(read_jsonl(f, self.on_error), _from_record, self.on_error)
-                   for s, f in file_splits(*self.paths, (".jsonl", ".json")).items()}
-        elif self.source == "hf":
-            raw = self._load_hf()
-        else:
-            raise ValueError(f"data.source={self.source} is not one of synthetic, squad, jsonl, hf")
+        raw: dict[str, list[tuple[str, Any]]] = pick_source(self.source, {
+            "synthetic": self._read_synthetic, "squad": self._read_squad, "jsonl": self._read_jsonl, "hf": self._load_hf,
+        }, "question answering")
         if "val" not in raw:
-            raw["train"], raw["val"] = holdout(raw["train"], self.val_fraction, self.seed)
+            raw["train"], raw["val"] = hold_out(raw["train"], self.val_fraction, self.seed)
         self.examples = {
             split: [(w, ex if isinstance(ex, Skipped) else load_example(
                 lambda: check_example(w, ex, self.version_2_with_negative), w, self.on_error)) for w, ex in items]
             for split, items in raw.items()
         }
 
+    def _read_synthetic(self) -> dict[str, list[tuple[str, Any]]]:
+        raw = {}
+        for i, (split, n) in enumerate(self.synthetic_sizes.items()):
+            rows = make_qa(n, self.seed + 1000 * i, self.synthetic_people)
+            raw[split] = [(f"synthetic:{split}:{j}", {
+                "id": r["id"], "title": "", "question": r["question"], "context": r["context"],
+                "answers": {"text": [r["answer_text"]], "answer_start": [r["answer_start"]]}}) for j, r in enumerate(rows)]
+        return raw
+
+    def _read_squad(self) -> dict[str, list[tuple[str, Any]]]:
+        raw = {s: read_squad(f, self.on_error) for s, f in split_file(*self.paths, (".json",)).items()}
+        if "val" not in raw:  # split by article, so no paragraph is in both
+            titles = sorted({ex["title"] for _, ex in raw["train"]})
+            _, val_titles = hold_out(titles, self.val_fraction, self.seed)
+            raw["val"] = [(w, ex) for w, ex in raw["train"] if ex["title"] in set(val_titles)]
+            raw["train"] = [(w, ex) for w, ex in raw["train"] if ex["title"] not in set(val_titles)]
+        return raw
+
+    def _read_jsonl(self) -> dict[str, list[tuple[str, Any]]]:
+        return {s: parse_all(read_jsonl(f, self.on_error), _from_record, self.on_error)
+                for s, f in split_file(*self.paths, (".jsonl", ".json")).items()}
+
     def _load_hf(self) -> dict[str, list[tuple[str, Any]]]:
         name, subset, splits = self.hf
-        if name is None:
-            raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-        tables = load_hf_splits(name, subset, splits, self.val_fraction, self.seed)
+        tables = load_hf_splits(require_hf_name(name), subset, splits, self.val_fraction, self.seed)
         return {split: [(f"{name}:{split}:{j}", {
             "id": str(row["id"]), "title": row.get("title", ""), "question": row["question"], "context": row["context"],
             "answers": {"text": list(row["answers"]["text"]), "answer_start": list(row["answers"]["answer_start"])}})

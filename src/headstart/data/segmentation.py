@@ -23,6 +23,7 @@ from headstart.data.errors import OnError, load_example, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.coco_seg import coco_source
 from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
+from headstart.data.splits import pick_source, require_hf_name
 from headstart.data.sources.segmentation import (
     ClassMap, SegSource, SegSplit, folder_source, hf_source, synthetic_source, yolo_seg_source,
 )
@@ -179,24 +180,21 @@ class SegmentationDataModule(DataModule):
         if self.data is not None:
             return self.data
         dirs, fraction = self.dirs, self.val_fraction
-        if self.source == "synthetic":
-            shapes, sizes, size, max_shapes = self.synthetic
-            self.data = synthetic_source(shapes, sizes, self.seed, size, max_shapes)
-        elif self.source == "folder":
-            self.data = folder_source(self.path, self.split_paths, dirs["image_dir"], dirs["mask_dir"] or "masks",
-                                      dirs["image_suffix"], dirs["mask_suffix"], ClassMap(*self.class_args), fraction, self.seed)
-        elif self.source in ("coco_panoptic", "coco"):
-            self.data = coco_source(self.source, self.path, self.split_paths, dirs["image_dir"], dirs["mask_dir"], fraction, self.seed)
-        elif self.source == "yolo_seg":
-            self.data = yolo_seg_source(self.path, dirs["image_dir"], dirs["mask_dir"] or "labels", ClassMap(*self.class_args),
-                                        fraction, self.seed)
-        elif self.source == "hf":
-            if self.hf["name"] is None:
-                raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-            self.data = hf_source(self.hf["name"], self.hf["subset"], self.hf["image_column"], self.hf["mask_column"],
-                                  self.hf["splits"], ClassMap(*self.class_args), fraction, self.seed)
-        else:
-            raise ValueError(f"data.source={self.source} is not one of synthetic, folder, coco_panoptic, coco, yolo_seg, hf")
+        shapes, sizes, size, max_shapes = self.synthetic
+        coco = lambda: coco_source(  # noqa: E731
+            self.source, self.path, self.split_paths, dirs["image_dir"], dirs["mask_dir"], fraction, self.seed)
+        self.data = pick_source(self.source, {
+            "synthetic": lambda: synthetic_source(shapes, sizes, self.seed, size, max_shapes),
+            "folder": lambda: folder_source(
+                self.path, self.split_paths, dirs["image_dir"], dirs["mask_dir"] or "masks", dirs["image_suffix"],
+                dirs["mask_suffix"], ClassMap(*self.class_args), fraction, self.seed),
+            "coco_panoptic": coco, "coco": coco,
+            "yolo_seg": lambda: yolo_seg_source(self.path, dirs["image_dir"], dirs["mask_dir"] or "labels",
+                                                ClassMap(*self.class_args), fraction, self.seed),
+            "hf": lambda: hf_source(require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["image_column"],
+                                    self.hf["mask_column"], self.hf["splits"], ClassMap(*self.class_args), fraction,
+                                    self.seed),
+        }, "segmentation")
         return self.data
 
     def info(self) -> dict[str, Any]:

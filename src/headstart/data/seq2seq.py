@@ -24,7 +24,8 @@ from headstart.data.base import DataModule
 from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.samplers import LengthGroupedBatchSampler
 from headstart.data.sources.text import read_lines, read_records, require_columns
-from headstart.data.sources.text_splits import field, hold_out, split_files
+from headstart.data.sources.text import field
+from headstart.data.splits import explicit_paths, hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_summarization, make_translation
 from headstart.data.text_lm import ItemsDataset, PromptCollator, read_prompts
 
@@ -146,27 +147,27 @@ class Seq2SeqDataModule(DataModule):
     def _load_pairs(self) -> dict[str, list[Pair]]:
         if self.pairs:
             return self.pairs
-        if self.source == "synthetic":
-            make = {"summarization": make_summarization, "translation": make_translation}[self.synthetic_task]
-            keys = ("document", "summary") if self.synthetic_task == "summarization" else ("source", "target")
-            for offset, (split, n) in enumerate(sorted(self.synthetic_sizes.items())):
-                self.pairs[split] = [
-                    (f"synthetic:{split}:{i}", (d[keys[0]], d[keys[1]]))
-                    for i, d in enumerate(make(n, self.seed + 1000 * offset))
-                ]
-        elif self.source in ("jsonl", "csv"):
-            suffixes = (".jsonl", ".json", ".ndjson") if self.source == "jsonl" else (".csv", ".tsv")
-            for split, files in split_files(**self.paths, suffixes=suffixes).items():
-                self.pairs[split] = [pair for file in files for pair in self._read_records(file)]
-        elif self.source == "parallel":
-            self.pairs = self._parallel_pairs()
-        elif self.source == "hf":
-            self.pairs = self._hf_pairs()
-        else:
-            raise DataError(f"data.source={self.source} is not one of synthetic, jsonl, csv, parallel, hf")
+        records = lambda: self._read_files(self.source)  # noqa: E731
+        self.pairs = pick_source(self.source, {
+            "synthetic": self._synthetic_pairs, "jsonl": records, "csv": records,
+            "parallel": self._parallel_pairs, "hf": self._hf_pairs,
+        }, "seq2seq")
         if "val" not in self.pairs:
             self.pairs["train"], self.pairs["val"] = hold_out(self.pairs["train"], self.val_fraction, self.seed, contiguous=False)
         return self.pairs
+
+    def _synthetic_pairs(self) -> dict[str, list[Pair]]:
+        make = {"summarization": make_summarization, "translation": make_translation}[self.synthetic_task]
+        keys = ("document", "summary") if self.synthetic_task == "summarization" else ("source", "target")
+        return {
+            split: [(f"synthetic:{split}:{i}", (d[keys[0]], d[keys[1]])) for i, d in enumerate(make(n, self.seed + 1000 * offset))]
+            for offset, (split, n) in enumerate(sorted(self.synthetic_sizes.items()))
+        }
+
+    def _read_files(self, source: str) -> dict[str, list[Pair]]:
+        suffixes = (".jsonl", ".json", ".ndjson") if source == "jsonl" else (".csv", ".tsv")
+        return {split: [pair for file in files for pair in self._read_records(file)]
+                for split, files in split_files(**self.paths, suffixes=suffixes).items()}
 
     def _read_records(self, file: Path) -> list[Pair]:
         pairs: list[Pair] = []
@@ -188,12 +189,13 @@ class Seq2SeqDataModule(DataModule):
         """Split prefixes (``<dir>/train``) from data.path or the explicit *_path keys."""
         src_lang, tgt_lang = self.langs
         prefixes: dict[str, Path] = {}
-        for split in ("train", "val", "test"):
-            if self.paths[f"{split}_path"]:
-                prefixes[split] = Path(self.paths[f"{split}_path"])
-        if not prefixes:
+        if self.paths["path"]:
             files = split_files(self.paths["path"], None, None, None, suffixes=(f".{src_lang}",))
             prefixes = {split: found[0].with_suffix("") for split, found in files.items()}
+        prefixes.update({split: Path(p) for split, p in explicit_paths(
+            self.paths["train_path"], self.paths["val_path"], self.paths["test_path"]).items()})
+        if "train" not in prefixes:
+            raise DataError("data.source=parallel needs data.path or data.train_path (a prefix: <dir>/train)")
         out = {}
         for split, prefix in prefixes.items():
             out[split] = read_parallel(Path(f"{prefix}.{src_lang}"), Path(f"{prefix}.{tgt_lang}"), self.on_error)
@@ -202,9 +204,7 @@ class Seq2SeqDataModule(DataModule):
     def _hf_pairs(self) -> dict[str, list[Pair]]:
         from headstart.data.sources.hf import load_hf_splits
 
-        name = self.hf["name"]
-        if name is None:
-            raise DataError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
+        name = require_hf_name(self.hf["name"])
         tables = load_hf_splits(name, self.hf["subset"], self.hf["splits"], self.val_fraction, self.seed)
         out: dict[str, list[Pair]] = {}
         for split, table in tables.items():

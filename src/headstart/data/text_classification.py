@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, file_splits, holdout, parse_all
+from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, parse_all
+from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.errors import DataError, Skipped, load_example, ride_along
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.hf import load_hf_splits
@@ -62,24 +63,26 @@ class TextClassificationDataModule(EncoderTextDataModule):
     def _load(self) -> None:
         if self.examples:
             return
-        if self.source == "synthetic":
-            self.labels = self.labels or ["negative", "positive"]
-            for i, (split, n) in enumerate(self.synthetic_sizes.items()):
-                rows = make_sentiment(n, self.seed + 1000 * i)
-                self.examples[split] = [(f"synthetic:{split}:{j}", {"text": r["text"], "text_pair": None,
-                                         "label": self.labels[r["label"]]}) for j, r in enumerate(rows)]
-        elif self.source in ("jsonl", "csv"):
-            for split, file in file_splits(*self.paths, (".jsonl", ".json", ".csv", ".tsv")).items():
-                self.examples[split] = parse_all(read_records(file, self.on_error), self._parse_record, self.on_error)
-        elif self.source == "lines":
-            self.examples = {"train": self._read_line_folder(Path(self.paths[0] or self.paths[1] or ""))}
-        elif self.source == "hf":
-            self._load_hf()
-        else:
-            raise ValueError(f"data.source={self.source} is not one of synthetic, jsonl, csv, lines, hf")
+        files = lambda: self._read_files((".jsonl", ".json", ".csv", ".tsv"))  # noqa: E731
+        pick_source(self.source, {
+            "synthetic": self._read_synthetic, "jsonl": files, "csv": files,
+            "lines": lambda: self.examples.update(train=self._read_line_folder(Path(self.paths[0] or self.paths[1] or ""))),
+            "hf": self._load_hf,
+        }, "text classification")
         if "val" not in self.examples:
-            self.examples["train"], self.examples["val"] = holdout(self.examples["train"], self.val_fraction, self.seed)
+            self.examples["train"], self.examples["val"] = hold_out(self.examples["train"], self.val_fraction, self.seed)
         self._check_labels()
+
+    def _read_synthetic(self) -> None:
+        self.labels = self.labels or ["negative", "positive"]
+        for i, (split, n) in enumerate(self.synthetic_sizes.items()):
+            rows = make_sentiment(n, self.seed + 1000 * i)
+            self.examples[split] = [(f"synthetic:{split}:{j}", {"text": r["text"], "text_pair": None,
+                                     "label": self.labels[r["label"]]}) for j, r in enumerate(rows)]
+
+    def _read_files(self, suffixes: tuple[str, ...]) -> None:
+        for split, file in split_file(*self.paths, suffixes).items():
+            self.examples[split] = parse_all(read_records(file, self.on_error), self._parse_record, self.on_error)
 
     def _parse_record(self, where: str, record: dict[str, Any]) -> Example:
         text_col, pair_col, label_col = self.columns
@@ -106,9 +109,7 @@ class TextClassificationDataModule(EncoderTextDataModule):
 
     def _load_hf(self) -> None:
         name, subset, splits = self.hf
-        if name is None:
-            raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-        tables = load_hf_splits(name, subset, splits, self.val_fraction, self.seed)
+        tables = load_hf_splits(require_hf_name(name), subset, splits, self.val_fraction, self.seed)
         text_col, pair_col, label_col = self.columns
         feature = tables["train"].features.get(label_col)
         names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)

@@ -22,7 +22,8 @@ from headstart.data.base import DataModule
 from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.packing import pack_documents
 from headstart.data.sources.text import read_lines, read_records, require_columns
-from headstart.data.sources.text_splits import field, hold_out, split_files
+from headstart.data.sources.text import field
+from headstart.data.splits import hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 
 Doc = tuple[str, "str | Skipped"]  # (where, text)
@@ -125,22 +126,26 @@ class TextLMDataModule(DataModule):
     def _load_docs(self) -> dict[str, list[Doc]]:
         if self.docs:
             return self.docs
-        if self.source == "synthetic":
-            low, high = self.synthetic_sentences
-            for offset, (split, n) in enumerate(sorted(self.synthetic_sizes.items())):
-                made = make_grammar_documents(n, self.seed + 1000 * offset, low, high)
-                self.docs[split] = [(f"synthetic:{split}:{i}", d["text"]) for i, d in enumerate(made)]
-        elif self.source in ("text", "jsonl", "csv"):
-            suffixes = TEXT_SUFFIXES if self.source == "text" else ((".jsonl", ".json", ".ndjson") if self.source == "jsonl" else (".csv", ".tsv"))
-            for split, files in split_files(**self.paths, suffixes=suffixes).items():
-                self.docs[split] = [doc for file in files for doc in self._read_file(file)]
-        elif self.source == "hf":
-            self.docs = self._hf_docs()
-        else:
-            raise DataError(f"data.source={self.source} is not one of synthetic, text, jsonl, csv, hf for text_generation")
+        self.docs = pick_source(self.source, {
+            "synthetic": self._synthetic_docs, "text": self._read_files, "jsonl": self._read_files, "csv": self._read_files,
+            "hf": self._hf_docs,
+        }, "text generation")
         if "val" not in self.docs:
             self.docs["train"], self.docs["val"] = hold_out(self.docs["train"], self.val_fraction, self.seed, contiguous=True)
         return self.docs
+
+    def _synthetic_docs(self) -> dict[str, list[Doc]]:
+        low, high = self.synthetic_sentences
+        docs = {}
+        for offset, (split, n) in enumerate(sorted(self.synthetic_sizes.items())):
+            made = make_grammar_documents(n, self.seed + 1000 * offset, low, high)
+            docs[split] = [(f"synthetic:{split}:{i}", d["text"]) for i, d in enumerate(made)]
+        return docs
+
+    def _read_files(self) -> dict[str, list[Doc]]:
+        suffixes = {"text": TEXT_SUFFIXES, "jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv", ".tsv")}[self.source]
+        return {split: [doc for file in files for doc in self._read_file(file)]
+                for split, files in split_files(**self.paths, suffixes=suffixes).items()}
 
     def _read_file(self, file: Path) -> list[Doc]:
         if self.source == "text":
@@ -163,9 +168,7 @@ class TextLMDataModule(DataModule):
     def _hf_docs(self) -> dict[str, list[Doc]]:
         from headstart.data.sources.hf import load_hf_splits
 
-        if self.hf["name"] is None:
-            raise DataError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-        tables = load_hf_splits(self.hf["name"], self.hf["subset"], self.hf["splits"], self.val_fraction, self.seed)
+        tables = load_hf_splits(require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["splits"], self.val_fraction, self.seed)
         out = {}
         for split, table in tables.items():
             if self.text_column not in table.column_names:

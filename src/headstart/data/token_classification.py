@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, file_splits, holdout, parse_all
+from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, parse_all
+from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.errors import DataError, Skipped, load_example, ride_along
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.hf import load_hf_splits
@@ -24,6 +25,8 @@ from headstart.data.token_alignment import tokenize_and_align_labels
 
 # Words of raw text for prediction, split as CoNLL-style data is: punctuation on its own.
 WORD = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
+
+CONLL_SUFFIXES = ("", ".txt", ".conll", ".iob", ".iob2", ".bio", ".testa", ".testb", ".train")
 
 
 def _column_count(lines: list[tuple[str, str | Skipped]]) -> int:
@@ -125,23 +128,25 @@ class TokenClassificationDataModule(EncoderTextDataModule):
     def _load(self) -> None:
         if self.examples:
             return
-        if self.source == "synthetic":
-            self.labels = self.labels or list(NER_LABELS)
-            for i, (split, n) in enumerate(self.synthetic_sizes.items()):
-                self.examples[split] = [(f"synthetic:{split}:{j}", r) for j, r in enumerate(make_ner(n, self.seed + 1000 * i))]
-        elif self.source == "conll":
-            for split, file in file_splits(*self.paths, ("", ".txt", ".conll", ".iob", ".iob2", ".bio", ".testa", ".testb", ".train")).items():
-                self.examples[split] = read_conll(file, *self.conll_columns, self.on_error)
-        elif self.source == "jsonl":
-            for split, file in file_splits(*self.paths, (".jsonl", ".json")).items():
-                self.examples[split] = parse_all(read_jsonl(file, self.on_error), self._parse_record, self.on_error)
-        elif self.source == "hf":
-            self._load_hf()
-        else:
-            raise ValueError(f"data.source={self.source} is not one of synthetic, conll, jsonl, hf")
+        pick_source(self.source, {
+            "synthetic": self._read_synthetic, "conll": self._read_conll, "jsonl": self._read_jsonl, "hf": self._load_hf,
+        }, "token classification")
         if "val" not in self.examples:
-            self.examples["train"], self.examples["val"] = holdout(self.examples["train"], self.val_fraction, self.seed)
+            self.examples["train"], self.examples["val"] = hold_out(self.examples["train"], self.val_fraction, self.seed)
         self._check_tags()
+
+    def _read_synthetic(self) -> None:
+        self.labels = self.labels or list(NER_LABELS)
+        for i, (split, n) in enumerate(self.synthetic_sizes.items()):
+            self.examples[split] = [(f"synthetic:{split}:{j}", r) for j, r in enumerate(make_ner(n, self.seed + 1000 * i))]
+
+    def _read_conll(self) -> None:
+        for split, file in split_file(*self.paths, CONLL_SUFFIXES).items():
+            self.examples[split] = read_conll(file, *self.conll_columns, self.on_error)
+
+    def _read_jsonl(self) -> None:
+        for split, file in split_file(*self.paths, (".jsonl", ".json")).items():
+            self.examples[split] = parse_all(read_jsonl(file, self.on_error), self._parse_record, self.on_error)
 
     def _parse_record(self, where: str, record: dict[str, Any]) -> dict[str, Any]:
         tokens_col, tags_col = self.json_columns
@@ -154,9 +159,7 @@ class TokenClassificationDataModule(EncoderTextDataModule):
 
     def _load_hf(self) -> None:
         name, subset, splits = self.hf
-        if name is None:
-            raise ValueError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-        tables = load_hf_splits(name, subset, splits, self.val_fraction, self.seed)
+        tables = load_hf_splits(require_hf_name(name), subset, splits, self.val_fraction, self.seed)
         tokens_col, tags_col = self.json_columns
         names = getattr(getattr(tables["train"].features[tags_col], "feature", None), "names", None)
         self.labels = self.labels or list(names or [])

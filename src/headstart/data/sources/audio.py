@@ -20,6 +20,7 @@ import soundfile as sf
 
 from headstart.data.audio_io import AudioFileError, _check_wav_complete, audio_duration, load_audio
 from headstart.data.errors import DataError, OnError, Skipped
+from headstart.data.splits import explicit_paths, split_folders
 from headstart.data.sources.text import read_records, require_columns
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".w64", ".rf64", ".caf")
@@ -138,19 +139,7 @@ def transcript_folder(root: Path) -> list[AudioItem]:
 def folder_splits(paths: dict[str, str | None], listing: Callable[[Path], list[AudioItem]]) -> dict[str, list[AudioItem]]:
     """``paths["path"]`` holding train/ val|validation/ [test/] or one tree (split later by fraction),
     or explicit ``train_path`` / ``val_path`` / ``test_path``."""
-    chosen = {"train": paths.get("train_path"), "val": paths.get("val_path"), "test": paths.get("test_path")}
-    if paths.get("path"):
-        root = Path(paths["path"])
-        if not root.is_dir():
-            raise DataError(f"{root}: data folder not found")
-        if (root / "train").is_dir():
-            for split, sub in (("train", "train"), ("val", "val"), ("val", "validation"), ("test", "test")):
-                if chosen[split] is None and (root / sub).is_dir():
-                    chosen[split] = str(root / sub)
-        else:
-            chosen["train"] = str(root)
-    if chosen["train"] is None:
-        raise DataError("data.source=folder needs data.path or data.train_path")
+    chosen = split_folders(paths.get("path"), paths.get("train_path"), paths.get("val_path"), paths.get("test_path"))
     return {split: listing(Path(path)) for split, path in chosen.items() if path is not None}
 
 
@@ -184,7 +173,7 @@ def manifest_items(
 
 
 def manifest_splits(paths: dict[str, str | None], **columns: Any) -> dict[str, list[AudioItem]]:
-    chosen = {"train": paths.get("train_path") or paths.get("path"), "val": paths.get("val_path"), "test": paths.get("test_path")}
+    chosen = {"train": paths.get("path"), **explicit_paths(paths.get("train_path"), paths.get("val_path"), paths.get("test_path"))}
     if chosen["train"] is None:
         raise DataError("data.source=manifest needs data.path or data.train_path (a .jsonl/.csv/.tsv file)")
     return {split: manifest_items(p, **columns) for split, p in chosen.items() if p is not None}

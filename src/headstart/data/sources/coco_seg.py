@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 from headstart.data.errors import DataError
-from headstart.data.sources.images import open_rgb, split_fraction
+from headstart.data.sources.images import open_rgb
+from headstart.data.splits import hold_out
 from headstart.data.sources.segmentation import SegExample, SegSource, SegSplit, paint_instances
 
 DEFAULT_ANNOTATIONS = {
@@ -97,7 +98,7 @@ def coco_source(
         if not entries[split]:
             raise DataError(f"{files[split]}: no annotated images")
     if "val" not in entries:
-        entries["train"], entries["val"] = split_fraction(entries["train"], val_fraction, seed)
+        entries["train"], entries["val"] = hold_out(entries["train"], val_fraction, seed)
     loader = _panoptic_example if kind == "coco_panoptic" else _instances_example
 
     def make(split: str, items: list) -> SegSplit:

@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 from headstart.data.errors import DataError
-from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb, split_fraction
+from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
+from headstart.data.splits import hold_out
 from headstart.data.sources.segmentation import read_class_names
 from headstart.data.synthetic.det_shapes import render_detection_scene
 
@@ -80,7 +81,7 @@ def with_validation(labels: list[str], splits: dict[str, list[Any]], make: Calla
                     val_fraction: float, seed: int) -> DetSource:
     """Hold out ``val_fraction`` of train when there is no val split, then build every split."""
     if "val" not in splits:
-        splits["train"], splits["val"] = split_fraction(splits["train"], val_fraction, seed)
+        splits["train"], splits["val"] = hold_out(splits["train"], val_fraction, seed)
     return DetSource(labels, {name: make(name, items) for name, items in splits.items()})
 
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 from PIL import Image
 
 from headstart.data.errors import DataError
+from headstart.data.splits import hold_out, split_folders
 from headstart.data.synthetic.shapes import render_shape_image
 
 # Rendered synthetic images are kept (per process) while they fit in this many bytes: drawing
@@ -101,36 +101,6 @@ def folder_split(items: list[tuple[Path, str]], labels: list[str]) -> ImageSplit
     )
 
 
-def split_fraction(items: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    """A seeded random split: (rest, held out) with ``fraction`` held out (at least one item)."""
-    if not 0.0 < fraction < 1.0:
-        raise DataError(f"data.val_fraction must be in (0, 1), got {fraction}")
-    order = np.random.default_rng(seed).permutation(len(items))
-    n_val = max(1, int(round(fraction * len(items))))
-    held = sorted(order[:n_val].tolist())
-    held_set = set(held)
-    return [items[i] for i in range(len(items)) if i not in held_set], [items[i] for i in held]
-
-
-def split_folders(path: str | None, train_path: str | None, val_path: str | None, test_path: str | None) -> dict[str, str | None]:
-    """The folder of each split: ``path``'s train/ val/ (or validation/) test/ subfolders where they
-    exist, else ``path`` itself as the train folder; explicit ``*_path`` values win."""
-    paths = {"train": train_path, "val": val_path, "test": test_path}
-    if path is not None:
-        root = Path(path)
-        if not root.is_dir():
-            raise DataError(f"{root}: data folder not found")
-        if (root / "train").is_dir():
-            for split, sub in (("train", "train"), ("val", "val"), ("val", "validation"), ("test", "test")):
-                if paths[split] is None and (root / sub).is_dir():
-                    paths[split] = str(root / sub)
-        elif paths["train"] is None:
-            paths["train"] = str(root)
-    if paths["train"] is None:
-        raise DataError("data.source=folder needs data.path or data.train_path")
-    return paths
-
-
 def folder_splits(
     path: str | None,
     train_path: str | None,
@@ -146,7 +116,7 @@ def folder_splits(
     labels = sorted({name for _, name in train_items})
     split_items: dict[str, list[tuple[Path, str]]] = {"train": train_items}
     if paths["val"] is None:
-        split_items["train"], split_items["val"] = split_fraction(train_items, val_fraction, seed)
+        split_items["train"], split_items["val"] = hold_out(train_items, val_fraction, seed)
     else:
         split_items["val"] = list_class_folder(Path(paths["val"]))
     if paths["test"] is not None:

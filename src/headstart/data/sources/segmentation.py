@@ -19,7 +19,8 @@ import yaml
 from PIL import Image, ImageDraw
 
 from headstart.data.errors import DataError
-from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb, split_fraction
+from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
+from headstart.data.splits import hold_out
 from headstart.data.synthetic.seg_shapes import BACKGROUND, render_segmentation_scene
 
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "validation", "valid"), "test": ("test", "testing")}
@@ -222,11 +223,11 @@ def folder_source(
             dirs[split] = (Path(root_path) / image_dir, Path(root_path) / mask_dir)
     pairs = {split: _pairs(images, masks, image_suffix, mask_suffix) for split, (images, masks) in dirs.items()}
     if "pool" in pairs:
-        pairs["train"], pairs["val"] = split_fraction(pairs.pop("pool"), val_fraction, seed)
+        pairs["train"], pairs["val"] = hold_out(pairs.pop("pool"), val_fraction, seed)
     if "train" not in pairs:
         raise DataError("data.source=folder needs data.path (with a training split) or data.train_path")
     if "val" not in pairs:
-        pairs["train"], pairs["val"] = split_fraction(pairs["train"], val_fraction, seed)
+        pairs["train"], pairs["val"] = hold_out(pairs["train"], val_fraction, seed)
     num_classes = len(class_map.labels)
 
     def make(items: list[tuple[Path, Path]]) -> SegSplit:
@@ -298,7 +299,7 @@ def yolo_seg_source(
     if "train" not in items:
         items["train"] = items.pop("pool", [])
     if "val" not in items:
-        items["train"], items["val"] = split_fraction(items["train"], val_fraction, seed)
+        items["train"], items["val"] = hold_out(items["train"], val_fraction, seed)
 
     def make(pairs: list[tuple[Path, Path]]) -> SegSplit:
         def load(i: int) -> SegExample:

@@ -132,3 +132,11 @@ def require_columns(where: str, record: dict[str, Any], columns: Sequence[str]) 
         value = record[column]
         if value is None or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where}: empty '{column}'")
+
+
+def field(record: Any, column: str) -> Any:
+    """``record[column]``; a dotted column reads nested fields (``translation.en``)."""
+    value = record
+    for part in column.split("."):
+        value = value[part]
+    return value
