@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install train test test-fast bench clean
+.PHONY: install train lint test test-fast bench clean
 
 install: $(STAMP)
 
@@ -21,7 +21,13 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) train.py experiment=quickstart $(ARGS)
 
-test: $(STAMP)
+# ruff (pyproject: pyflakes, pycodestyle, import order, bugbear, pyupgrade); make test runs it first.
+LINT_PATHS := src tests scripts train.py eval.py predict.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+test: $(STAMP) lint
 	$(PY) -m pytest -m "not gpu" --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

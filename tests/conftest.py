@@ -39,7 +39,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs CUDA"))
         if not run_unverified and any(name in item.nodeid for name in UNVERIFIED_LEARNING):
-            item.add_marker(pytest.mark.skip(reason="learning threshold not yet verified on an idle machine; HEADSTART_RUN_UNVERIFIED=1 runs it"))
+            item.add_marker(
+                pytest.mark.skip(reason="learning threshold not yet verified on an idle machine; HEADSTART_RUN_UNVERIFIED=1 runs it")
+            )
 
 
 # Keep CPU runs short and quiet: no workers, no W&B unless a test asks for it.
@@ -60,7 +62,13 @@ def make_cfg(tmp_path: Path, *overrides: str, config_name: str = "train", fast: 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name,
-            overrides=[*(FAST if fast else []), *(NO_RICH if fast and config_name == "train" else []), *overrides, f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}"],
+            overrides=[
+                *(FAST if fast else []),
+                *(NO_RICH if fast and config_name == "train" else []),
+                *overrides,
+                f"paths.root_dir={tmp_path}",
+                f"paths.output_dir={tmp_path}",
+            ],
             return_hydra_config=True,
         )
     HydraConfig.instance().set_config(cfg)

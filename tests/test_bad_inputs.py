@@ -21,9 +21,10 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -31,9 +32,9 @@ import soundfile as sf
 from hydra.utils import instantiate
 from PIL import Image
 
+from conftest import NO_RICH, ROOT, make_cfg
 from headstart.data.errors import DataError
 from headstart.run.build import MODEL_META_KEYS, without
-from conftest import NO_RICH, ROOT, make_cfg
 
 Build = Callable[[Path], list[str]]  # writes the dataset under a folder, returns its overrides
 _SPECS: dict[str, dict] = {}  # backbone data_spec per model: built once, the data needs only this

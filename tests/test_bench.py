@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
 from types import SimpleNamespace
 
 import pytest

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from lightning.pytorch import Trainer
 
 from conftest import make_cfg
 from headstart.run.build import build
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
 from headstart.run.checks import CONF_DIR, models_serving
 from headstart.run.config import register_resolvers
 

@@ -62,7 +62,9 @@ def hf_model(backbone: Any) -> Any:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_pretrained_false_builds_offline_with_size_overrides(tmp_path: Path, family: str, caplog: pytest.LogCaptureFixture) -> None:
     task, overrides, (key, expected), tokenizer_family = FAMILIES[family]
-    cfg = make_cfg(tmp_path, f"task={task}", f"model={family}", "model.pretrained=false", f"++model.config={overrides}")  # + : the keys are new to config: {}
+    cfg = make_cfg(
+        tmp_path, f"task={task}", f"model={family}", "model.pretrained=false", f"++model.config={overrides}"
+    )  # + : the keys are new to config: {}
     assert cfg.model.preset is None  # the hub checkpoint, unreachable here
     with caplog.at_level(logging.WARNING, logger="headstart.backbones.from_scratch"):
         backbone = instantiate(without(cfg.model, MODEL_META_KEYS), _convert_="all")
@@ -94,5 +96,6 @@ def test_pretrained_false_with_a_reachable_checkpoint_keeps_its_architecture(tmp
     new = scratch.model.state_dict()["embeddings.word_embeddings.weight"]
     assert not torch.equal(new, saved.model.state_dict()["embeddings.word_embeddings.weight"])  # random init
     loaded = HFTextEncoder(checkpoint=str(tmp_path))
-    assert torch.equal(loaded.model.state_dict()["embeddings.word_embeddings.weight"],
-                       saved.model.state_dict()["embeddings.word_embeddings.weight"])
+    assert torch.equal(
+        loaded.model.state_dict()["embeddings.word_embeddings.weight"], saved.model.state_dict()["embeddings.word_embeddings.weight"]
+    )

@@ -18,13 +18,33 @@ from headstart.heads.mlm import MLMHead, NSPHead
 from headstart.losses.mlm import MaskedLMLoss
 from headstart.tasks.masked_lm import MaskedLMTask, pretraining_model
 
-TEXTS = [f"the {a} {n} near the {b} sings and the {n} walks" for a in ("small", "old", "red") for n in ("dog", "cat", "king") for b in ("tree", "house")]
+TEXTS = [
+    f"the {a} {n} near the {b} sings and the {n} walks"
+    for a in ("small", "old", "red")
+    for n in ("dog", "cat", "king")
+    for b in ("tree", "house")
+]
 TINY = {
-    "bert": {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "intermediate_size": 64, "max_position_embeddings": 64, "hidden_dropout_prob": 0.0,
-             "attention_probs_dropout_prob": 0.0},
-    "distilbert": {"model_type": "distilbert", "dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64,
-                   "max_position_embeddings": 64, "dropout": 0.0, "attention_dropout": 0.0},
+    "bert": {
+        "model_type": "bert",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    },
+    "distilbert": {
+        "model_type": "distilbert",
+        "dim": 32,
+        "n_layers": 2,
+        "n_heads": 2,
+        "hidden_dim": 64,
+        "max_position_embeddings": 64,
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
+    },
 }
 
 
@@ -33,9 +53,16 @@ def tiny_task(model_type: str, nsp: bool = False) -> MaskedLMTask:
     backbone = HFTextEncoder(preset="tiny", presets={"tiny": TINY[model_type]})
     backbone.attach_tokenizer(tokenizer)
     return MaskedLMTask(
-        backbone, mlm_head=partial(MLMHead), loss=MaskedLMLoss(), optimizer=partial(torch.optim.AdamW),
-        nsp=nsp, nsp_head=partial(NSPHead), vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-        mask_token_id=tokenizer.mask_token_id, special_ids=tokenizer.all_special_ids,
+        backbone,
+        mlm_head=partial(MLMHead),
+        loss=MaskedLMLoss(),
+        optimizer=partial(torch.optim.AdamW),
+        nsp=nsp,
+        nsp_head=partial(NSPHead),
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        mask_token_id=tokenizer.mask_token_id,
+        special_ids=tokenizer.all_special_ids,
     )
 
 
@@ -153,8 +180,16 @@ SHORT = [
 def test_each_model_trains_writes_metrics_and_exports(tmp_path: Path, model: str, extra: list[str]) -> None:
     results = train(make_cfg(tmp_path, *SHORT, f"model={model}", *extra))
     written = json.loads((tmp_path / "metrics.json").read_text())
-    keys = ["val/mlm_loss", "val/mlm_acc", "val/perplexity", "best_checkpoint", "fit_seconds",
-            "train_samples_per_second", "peak_memory_mb", "pretrained_dir"]
+    keys = [
+        "val/mlm_loss",
+        "val/mlm_acc",
+        "val/perplexity",
+        "best_checkpoint",
+        "fit_seconds",
+        "train_samples_per_second",
+        "peak_memory_mb",
+        "pretrained_dir",
+    ]
     for key in keys + (["val/nsp_acc"] if extra == ["task.nsp=true"] else []):
         assert key in written, key
     assert ("val/nsp_acc" in written) == (extra == ["task.nsp=true"])
@@ -171,23 +206,30 @@ def test_nsp_with_distilbert_fails_naming_the_fix(tmp_path: Path) -> None:
 
 
 def test_media_eval_and_fill_mask_predict_from_the_checkpoint(tmp_path: Path) -> None:
-    results = train(make_cfg(tmp_path / "run", *SHORT, "task.nsp=true", "logger=default", "trainer.max_steps=-1",
-                             "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+    results = train(
+        make_cfg(
+            tmp_path / "run",
+            *SHORT,
+            "task.nsp=true",
+            "logger=default",
+            "trainer.max_steps=-1",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+        )
+    )
     tables = list((tmp_path / "run" / "wandb").rglob("media/table/**/*.table.json"))
     assert tables, "no W&B table of masked examples"
     table = json.loads(tables[0].read_text())
     assert table["columns"] == ["masked input", "prediction", "original", "original->predicted"]
     ckpt = results["best_checkpoint"]
 
-    metrics = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={ckpt}", "split=val", "trainer.limit_val_batches=2",
-                                config_name="eval"))
+    metrics = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={ckpt}", "split=val", "trainer.limit_val_batches=2", config_name="eval"))
     for key in ("val/mlm_loss", "val/mlm_acc", "val/perplexity", "val/nsp_acc"):
         assert metrics[key] == pytest.approx(results[key], abs=1e-5), key  # same masks every evaluation
 
     inputs = tmp_path / "in.txt"
     inputs.write_text("the [MASK] dog near the king sings .\nno mask here\nthe [MASK] [MASK] .\n")
-    records = predict(make_cfg(tmp_path / "pred", f"ckpt_path={ckpt}", f"inputs={inputs}", "task.predict_top_k=3",
-                               config_name="predict"))
+    records = predict(make_cfg(tmp_path / "pred", f"ckpt_path={ckpt}", f"inputs={inputs}", "task.predict_top_k=3", config_name="predict"))
     assert [len(r["masks"]) for r in records] == [1, 0, 2]
     first = records[0]["masks"][0]
     assert first["position"] == 2 and len(first["tokens"]) == 3 and first["scores"] == sorted(first["scores"], reverse=True)
@@ -203,9 +245,18 @@ def test_tiny_bert_learns_the_synthetic_grammar(tmp_path: Path) -> None:
 
 def test_pretrain_then_fine_tune_text_classification_from_the_export(tmp_path: Path) -> None:
     pretrained = Path(train(make_cfg(tmp_path / "pre", *SHORT))["pretrained_dir"])
-    fine_tune = ["task=text_classification", "model=bert", f"model.checkpoint={pretrained}", "model.preset=null",
-                 "trainer.max_steps=4", "trainer.limit_val_batches=2", "trainer.limit_test_batches=1",
-                 "trainer.num_sanity_val_steps=0", "data.batch_size=8", "data.synthetic_sizes={train: 48, val: 16, test: 16}"]
+    fine_tune = [
+        "task=text_classification",
+        "model=bert",
+        f"model.checkpoint={pretrained}",
+        "model.preset=null",
+        "trainer.max_steps=4",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "data.batch_size=8",
+        "data.synthetic_sizes={train: 48, val: 16, test: 16}",
+    ]
     exported = AutoModel.from_pretrained(pretrained).state_dict()
     start = build(make_cfg(tmp_path / "probe", *fine_tune)).task.backbone.model.state_dict()
     assert exported.keys() == start.keys()

@@ -51,7 +51,9 @@ def write_yolo(root: Path, n: int = 12) -> Path:
         (root / "images").mkdir(parents=True, exist_ok=True)
         (root / "labels").mkdir(parents=True, exist_ok=True)
         image.save(root / "images" / f"{i:03d}.png")
-        lines = [f"{c} {(b[0] + b[2]) / 128} {(b[1] + b[3]) / 128} {(b[2] - b[0]) / 64} {(b[3] - b[1]) / 64}" for b, c in zip(boxes, labels)]
+        lines = [
+            f"{c} {(b[0] + b[2]) / 128} {(b[1] + b[3]) / 128} {(b[2] - b[0]) / 64} {(b[3] - b[1]) / 64}" for b, c in zip(boxes, labels)
+        ]
         (root / "labels" / f"{i:03d}.txt").write_text("\n".join(lines) + "\n")
     (root / "data.yaml").write_text("names:\n" + "".join(f"  {k}: {name}\n" for k, name in enumerate(CLASSES)))
     return root
@@ -64,8 +66,15 @@ def write_coco(root: Path, n: int = 6) -> Path:
         image.save(root / "images" / f"{i:03d}.png")
         images.append({"id": i + 1, "file_name": f"{i:03d}.png", "height": 64, "width": 64})
         for b, c in zip(boxes, labels):
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 10 + c, "iscrowd": 0,
-                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": 10 + c,
+                    "iscrowd": 0,
+                    "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                }
+            )
     cats = [{"id": 10 + k, "name": name} for k, name in enumerate(CLASSES)]
     (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return root
@@ -78,7 +87,9 @@ def write_voc(root: Path, n: int = 6) -> Path:
         image.save(root / "JPEGImages" / f"{i:03d}.png")
         objects = "".join(
             f"<object><name>{CLASSES[c]}</name><difficult>0</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
-            f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for b, c in zip(boxes, labels))
+            f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+            for b, c in zip(boxes, labels)
+        )
         (root / "Annotations" / f"{i:03d}.xml").write_text(f"<annotation><filename>{i:03d}.png</filename>{objects}</annotation>")
     return root
 
@@ -111,16 +122,23 @@ def test_hf_source_reads_an_objects_column(tmp_path: Path) -> None:
     import datasets
 
     rows = scenes(6)
-    features = datasets.Features({
-        "image": datasets.Image(),
-        "objects": datasets.Sequence({"bbox": datasets.Sequence(datasets.Value("float32"), length=4),
-                                      "category": datasets.ClassLabel(names=CLASSES)}),
-    })
-    table = datasets.Dataset.from_dict({
-        "image": [image for image, _, _ in rows],
-        "objects": [{"bbox": [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in boxes.tolist()], "category": labels}
-                    for _, boxes, labels in rows],
-    }, features=features)
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "objects": datasets.Sequence(
+                {"bbox": datasets.Sequence(datasets.Value("float32"), length=4), "category": datasets.ClassLabel(names=CLASSES)}
+            ),
+        }
+    )
+    table = datasets.Dataset.from_dict(
+        {
+            "image": [image for image, _, _ in rows],
+            "objects": [
+                {"bbox": [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in boxes.tolist()], "category": labels} for _, boxes, labels in rows
+            ],
+        },
+        features=features,
+    )
     datasets.DatasetDict({"train": table}).save_to_disk(str(tmp_path / "hf"))
     dm = datamodule(source="hf", hf_name=str(tmp_path / "hf"), hf_splits={"train": "train", "val": None, "test": None})
     assert dm.info()["labels"] == CLASSES
@@ -164,11 +182,14 @@ def yolo_with(tmp_path: Path, line: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("line, message", [
-    ("0 0.5 0.5 -0.2 0.3", r"003\.txt: line 1: box has negative size"),
-    ("7 0.5 0.5 0.2 0.3", r"003\.txt: line 1: class 7 is out of range \(the data has 3 classes\)"),
-    ("0 0.5 0.5", r"003\.txt:1: expected 'class cx cy w h'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("0 0.5 0.5 -0.2 0.3", r"003\.txt: line 1: box has negative size"),
+        ("7 0.5 0.5 0.2 0.3", r"003\.txt: line 1: class 7 is out of range \(the data has 3 classes\)"),
+        ("0 0.5 0.5", r"003\.txt:1: expected 'class cx cy w h'"),
+    ],
+)
 def test_bad_yolo_annotations_name_the_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     dm = datamodule(source="yolo", path=str(yolo_with(tmp_path, line)), val_fraction=0.25)
     with pytest.raises(DataError, match=message):
@@ -276,28 +297,50 @@ def test_metric_helpers() -> None:
 def test_trains_writes_metrics_and_logs_media(tmp_path: Path) -> None:
     results = train(make_cfg(tmp_path, *SHORT, "logger=default"))
     written = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("val/map", "val/map_50", "val/map_75", "val/map_small", "val/map_medium", "val/map_large",
-                "test/map", "test/map_50", "train/loss_ce", "val/loss", "val/loss_giou_0",
-                "best_checkpoint", "fit_seconds", "train_samples_per_second", "peak_memory_mb"):
+    for key in (
+        "val/map",
+        "val/map_50",
+        "val/map_75",
+        "val/map_small",
+        "val/map_medium",
+        "val/map_large",
+        "test/map",
+        "test/map_50",
+        "train/loss_ce",
+        "val/loss",
+        "val/loss_giou_0",
+        "best_checkpoint",
+        "fit_seconds",
+        "train_samples_per_second",
+        "peak_memory_mb",
+    ):
         assert key in written or key.startswith("train/"), key
     assert written["val/map"] == pytest.approx(results["val/map"]) and written["global_step"] == 3
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].rglob("media/images/**/*.png")), "validation images with boxes were not logged"
-    summary = (runs[0] / "files" / "wandb-summary.json")
+    summary = runs[0] / "files" / "wandb-summary.json"
     assert not summary.exists() or "val/map" in summary.read_text()
 
 
 def test_eval_and_predict_from_checkpoint(tmp_path: Path) -> None:
     root = write_yolo(tmp_path / "yolo", 12)
-    results = train(make_cfg(tmp_path / "run", *SHORT, "data.source=yolo", f"data.path={root}", "data.val_fraction=0.25",
-                             "test=false"))
+    results = train(make_cfg(tmp_path / "run", *SHORT, "data.source=yolo", f"data.path={root}", "data.val_fraction=0.25", "test=false"))
     ckpt = results["best_checkpoint"]
     metrics = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={ckpt}", "split=val", config_name="eval"))
     assert metrics["val/map"] == pytest.approx(results["val/map"], abs=1e-6)
 
     image = root / "images" / "000.png"
-    records = predict(make_cfg(tmp_path / "pred", f"ckpt_path={ckpt}", f"inputs={image}", "predict.visualize=true",
-                               "++task.predict_threshold=0.0", "++task.predict_top_k=3", config_name="predict"))
+    records = predict(
+        make_cfg(
+            tmp_path / "pred",
+            f"ckpt_path={ckpt}",
+            f"inputs={image}",
+            "predict.visualize=true",
+            "++task.predict_threshold=0.0",
+            "++task.predict_top_k=3",
+            config_name="predict",
+        )
+    )
     record = json.loads((tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()[0])
     assert record == records[0] and record["input"] == str(image)
     assert len(record["boxes"]) == len(record["labels"]) == len(record["scores"]) == 3
@@ -308,8 +351,15 @@ def test_eval_and_predict_from_checkpoint(tmp_path: Path) -> None:
 
 def test_bad_annotation_stops_the_run_or_is_skipped(tmp_path: Path) -> None:
     root = yolo_with(tmp_path, "5 0.5 0.5 0.2 0.2")
-    overrides = [*SHORT, "data.source=yolo", f"data.path={root}", "data.val_fraction=0.25", "trainer.max_steps=4",
-                 "test=false", "data.crop=0.0"]
+    overrides = [
+        *SHORT,
+        "data.source=yolo",
+        f"data.path={root}",
+        "data.val_fraction=0.25",
+        "trainer.max_steps=4",
+        "test=false",
+        "data.crop=0.0",
+    ]
     with pytest.raises(DataError, match=r"003\.txt: line 1: class 5 is out of range"):
         train(make_cfg(tmp_path / "raise", *overrides))
     results = train(make_cfg(tmp_path / "skip", *overrides, "data.on_error=skip"))

@@ -192,7 +192,7 @@ def test_bad_text_input_names_file_and_line_or_is_counted(tmp_path: Path, tokeni
     folder = tmp_path / "corpus"
     folder.mkdir()
     (folder / "train.txt").write_bytes(
-        "the dog sees the cat .\nthe cats see the dog .\n\n".encode() * 40 + b"the \xff\xfe dog .\n"
+        b"the dog sees the cat .\nthe cats see the dog .\n\n" * 40 + b"the \xff\xfe dog .\n"
     )
     (folder / "valid.txt").write_text("the king helps the girls .\n\nthe boy finds the birds .\n")
     with pytest.raises(DataError, match=r"train\.txt:121: not valid UTF-8"):

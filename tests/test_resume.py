@@ -151,7 +151,6 @@ def test_speech_recognition_resumes_exactly_from_a_checkpoint_path(tmp_path: Pat
 
 def test_ckpt_path_last_means_the_runs_own_then_the_newest_run_of_the_task(tmp_path: Path) -> None:
     from conftest import make_cfg
-
     from headstart.run.errors import ConfigError
     from headstart.run.resume import resolve_ckpt_path
 
@@ -172,9 +171,9 @@ def test_ckpt_path_last_means_the_runs_own_then_the_newest_run_of_the_task(tmp_p
 
 
 def test_a_resumed_preset_reuses_the_saved_tokenizer_instead_of_training_another(tmp_path: Path) -> None:
-    from conftest import make_cfg
     from hydra.utils import instantiate
 
+    from conftest import make_cfg
     from headstart.run.build import MODEL_META_KEYS, without
     from headstart.run.resume import reuse_run_tokenizer, wandb_resume_kwargs
 

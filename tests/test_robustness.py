@@ -189,5 +189,6 @@ def test_nan_skip_counts_skipped_updates_and_stops_past_the_limit(tmp_path: Path
     written = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert written["nonfinite_skipped"] == results["nonfinite_skipped"] >= 1
     assert written["global_step"] == 6
-    with pytest.raises(NonFiniteLossError, match=r"^3 updates skipped for non-finite gradients by step \d+ \(callbacks\.nonfinite\.max_skipped=2\)"):
+    expected = r"^3 updates skipped for non-finite gradients by step \d+ \(callbacks\.nonfinite\.max_skipped=2\)"
+    with pytest.raises(NonFiniteLossError, match=expected):
         train(make_cfg(tmp_path / "b", *HUGE_LR, "callbacks.nonfinite.action=skip", "callbacks.nonfinite.max_skipped=2"))

@@ -11,18 +11,19 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from test_ddp import run_train
 from wandb.proto import wandb_internal_pb2
 
 from conftest import ROOT
 from headstart.run.optuna_storage import ResumableStorage
-from test_ddp import run_train
 
 QUIET = ["~callbacks.rich_progress_bar", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 BASE = ["model.preset=tiny", "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0", "data.num_workers=0", *QUIET]

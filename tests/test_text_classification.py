@@ -73,7 +73,9 @@ def test_pairs_multi_label_eval_and_predict(tmp_path: Path, pair_files: Path) ->
     metrics = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={ckpt}", "split=val", config_name="eval"))
     assert metrics["val/f1_micro"] == pytest.approx(results["val/f1_micro"], abs=1e-6)
 
-    inputs = write_jsonl(tmp_path / "in.jsonl", [{"premise": "cats purr", "hypothesis": "dogs bark"}, {"premise": "fish swim", "hypothesis": "x"}])
+    inputs = write_jsonl(
+        tmp_path / "in.jsonl", [{"premise": "cats purr", "hypothesis": "dogs bark"}, {"premise": "fish swim", "hypothesis": "x"}]
+    )
     predict(make_cfg(tmp_path / "pred", f"ckpt_path={ckpt}", f"inputs={inputs}", "+task.threshold=0.0", config_name="predict"))
     records = [json.loads(line) for line in (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()]
     assert [r["text_pair"] for r in records] == ["dogs bark", "x"]
@@ -108,7 +110,7 @@ def test_bad_input_names_file_and_line_or_is_skipped(tmp_path: Path) -> None:
     val = folder / "val.jsonl"
     write_jsonl(val, good[:6] + [{"text": "odd", "label": "neutral"}])
     base = [*SHORT, "data.source=jsonl", f"data.path={folder}", "test=false"]
-    with pytest.raises(DataError, match=rf"val.jsonl:7: unknown label 'neutral' \(labels: neg, pos\)"):
+    with pytest.raises(DataError, match=r"val.jsonl:7: unknown label 'neutral' \(labels: neg, pos\)"):
         train(make_cfg(tmp_path / "a", *base))
 
     write_jsonl(val, good[:6] + [{"text": "  ", "label": "pos"}])
@@ -123,8 +125,11 @@ def test_bad_input_names_file_and_line_or_is_skipped(tmp_path: Path) -> None:
 
 
 def test_dynamic_padding_to_multiple_and_length_grouping_pads_less() -> None:
-    batch = pad_features([{"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1], "labels": 1},
-                          {"input_ids": [2, 3], "attention_mask": [1, 1], "labels": 0}], pad_id=0, multiple=8)
+    batch = pad_features(
+        [{"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1], "labels": 1}, {"input_ids": [2, 3], "attention_mask": [1, 1], "labels": 0}],
+        pad_id=0,
+        multiple=8,
+    )
     assert batch["input_ids"].shape == (2, 8) and batch["input_ids"][1].tolist() == [2, 3, 0, 0, 0, 0, 0, 0]
     assert batch["num_tokens"] == 5 and batch["num_padded"] == 11 and batch["labels"].tolist() == [1, 0]
 
@@ -156,7 +161,9 @@ def test_hf_source_reads_a_local_dataset_with_class_names(tmp_path: Path) -> Non
     from headstart.run.build import build
 
     features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
-    table = datasets.Dataset.from_dict({"sentence": [f"film {i}" for i in range(20)], "label": [i % 2 for i in range(20)]}, features=features)
+    table = datasets.Dataset.from_dict(
+        {"sentence": [f"film {i}" for i in range(20)], "label": [i % 2 for i in range(20)]}, features=features
+    )
     datasets.DatasetDict({"train": table}).save_to_disk(str(tmp_path / "hf"))
     built = build(make_cfg(tmp_path, "data=sst2", "task=text_classification", "model.preset=tiny", f"data.hf_name={tmp_path / 'hf'}"))
     assert built.task.labels == ["neg", "pos"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -200,7 +200,7 @@ CASES = {  # name: (train overrides, inputs, picture kind: "png" one PNG per rec
     "text_classification": (["task=text_classification", "data.batch_size=8", "data.synthetic_sizes={train: 16, val: 8, test: 8}"],
                             _lines("in.txt", "the movie was great .", "a <b>bold</b> & bad film"), "page"),
     "token_classification": (["task=token_classification", "data.batch_size=8", "data.synthetic_sizes={train: 16, val: 8, test: 8}"],
-                             _lines("in.jsonl", json.dumps({"text": "Anna Berg visited Oslo ."}), json.dumps({"text": "EU rejects"})), "page"),
+                             _lines("in.jsonl", json.dumps({"text": "Anna Berg visited Oslo ."}), json.dumps({"text": "EU rejects"})), "page"),  # noqa: E501
     "question_answering": (["task=question_answering", "data.batch_size=8", "data.synthetic_sizes={train: 16, val: 8, test: 8}"],
                            _lines("in.jsonl", QA), "page"),
     "text_generation": (["task=text_generation", "model.tokenizer_training.vocab_size=300", "data.batch_size=4", "data.block_size=32",

@@ -25,7 +25,6 @@ import torch  # noqa: E402
 TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 from headstart.run.threads import choose_threads  # noqa: E402
-
 from scripts.bench.harness import Side, alternate, environment, format_table, summarise, write_json  # noqa: E402
 
 NAMES = ("textcls", "ner", "audio", "image_vit", "image_convnext", "detr_loss")
@@ -76,7 +75,9 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     repeats = args.repeats or (2 if args.quick else 3)
     runs = alternate(sides, repeats, log=lambda line: print(line, flush=True))
     summary = summarise(runs)
-    settings.update(quick=args.quick, repeats=repeats, threads=threads, threads_source=source, wall_seconds=round(time.perf_counter() - start, 1))
+    settings.update(
+        quick=args.quick, repeats=repeats, threads=threads, threads_source=source, wall_seconds=round(time.perf_counter() - start, 1)
+    )
     print(format_table(f"{name}{' (quick)' if args.quick else ''}", summary, METRICS.get(name, "metric")), flush=True)
     out = Path(args.out) if args.out else Path("logs/bench") / f"{name}{'_quick' if args.quick else ''}.json"
     print(f"[bench] wrote {write_json(out, name, settings, summary, env)}", flush=True)
@@ -90,8 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="rounds of A B C (default 2 quick, 3 full)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (overrides the mode's default)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every side (default: headstart's policy)")
-    parser.add_argument("--thread-policy", action="store_true",
-                        help="add a headstart side at torch's own default thread count (headstart's policy off)")
+    parser.add_argument(
+        "--thread-policy", action="store_true", help="add a headstart side at torch's own default thread count (headstart's policy off)"
+    )
     parser.add_argument("--out", default=None, help="JSON file (one comparison only; default logs/bench/<name>.json)")
     args = parser.parse_args(argv)
     names = [n for name in args.names for n in ALIASES.get(name, (name,))]

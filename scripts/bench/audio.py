@@ -49,7 +49,9 @@ class AudioClassifier(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> dict[str, torch.Tensor]:
+    def forward(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None, **_: Any
+    ) -> dict[str, torch.Tensor]:
         out = self.backbone(waveforms, lengths)
         logits = self.head(out.hidden_states, out.attention_mask)
         result = {"logits": logits}
@@ -72,11 +74,18 @@ def comparison(quick: bool, steps: int | None) -> tuple[list[Side], dict[str, An
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     train_manifest, val_manifest = write_manifests(
-        SHARED / "audio" / "fsdd" / "recordings", Path(tempfile.mkdtemp(prefix="bench_fsdd_")), range(10, 50), range(5, 10))
+        SHARED / "audio" / "fsdd" / "recordings", Path(tempfile.mkdtemp(prefix="bench_fsdd_")), range(10, 50), range(5, 10)
+    )
     recipe = Recipe(batch_size=32, lr=1e-3, epochs=1 if quick else 10, max_steps=steps or -1)
     overrides = [
-        "task=audio_classification", "model=wav2vec2", "model.preset=tiny", "model.freeze_feature_encoder=false",
-        "model.mask_time_prob=0", "data.source=manifest", f"data.train_path={train_manifest}", f"data.val_path={val_manifest}",
+        "task=audio_classification",
+        "model=wav2vec2",
+        "model.preset=tiny",
+        "model.freeze_feature_encoder=false",
+        "model.mask_time_prob=0",
+        "data.source=manifest",
+        f"data.train_path={train_manifest}",
+        f"data.val_path={val_manifest}",
         *recipe_overrides(recipe, None),
     ]
     built = built_like_train(overrides)
@@ -100,10 +109,17 @@ def comparison(quick: bool, steps: int | None) -> tuple[list[Side], dict[str, An
 
     sides = [
         Side("headstart", lambda: run_headstart(overrides, "val/acc")),
-        Side("trainer_length_sampler", lambda: run_trainer(fresh(), train, evaluate, CountingCollator(collate, wave_positions),
-                                                           recipe, accuracy, lengths=lengths)),
+        Side(
+            "trainer_length_sampler",
+            lambda: run_trainer(fresh(), train, evaluate, CountingCollator(collate, wave_positions), recipe, accuracy, lengths=lengths),
+        ),
         Side("plain_loop", plain),
     ]
-    settings = {"overrides": overrides, "recipe": vars(recipe), "metric": "val/acc", "train_examples": len(train),
-                "eval_examples": len(evaluate)}
+    settings = {
+        "overrides": overrides,
+        "recipe": vars(recipe),
+        "metric": "val/acc",
+        "train_examples": len(train),
+        "eval_examples": len(evaluate),
+    }
     return sides, settings

@@ -9,8 +9,9 @@ counts images per second of loss work. Folded in from the former ``scripts/bench
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -42,7 +43,9 @@ def timed(step: Callable[[], torch.Tensor], batch: int, steps: int) -> SideResul
     return SideResult(batch * steps / seconds, float(loss.detach()), None, seconds, batch * steps)
 
 
-def comparison(quick: bool, batch: int = 32, queries: int = 100, targets: int = 20, classes: int = 91, layers: int = 6) -> tuple[list[Side], dict[str, Any]]:
+def comparison(
+    quick: bool, batch: int = 32, queries: int = 100, targets: int = 20, classes: int = 91, layers: int = 6
+) -> tuple[list[Side], dict[str, Any]]:
     from transformers.loss.loss_for_object_detection import ForObjectDetectionLoss
 
     from headstart.losses.matcher import HungarianMatcher
@@ -52,8 +55,15 @@ def comparison(quick: bool, batch: int = 32, queries: int = 100, targets: int = 
     steps = 5 if quick else 10
     logits, boxes, target_list = make_inputs(batch, queries, targets, classes, layers)
     config = SimpleNamespace(
-        class_cost=1.0, bbox_cost=5.0, giou_cost=2.0, num_labels=classes, eos_coefficient=0.1, auxiliary_loss=True,
-        bbox_loss_coefficient=5.0, giou_loss_coefficient=2.0, decoder_layers=layers,
+        class_cost=1.0,
+        bbox_cost=5.0,
+        giou_cost=2.0,
+        num_labels=classes,
+        eos_coefficient=0.1,
+        auxiliary_loss=True,
+        bbox_loss_coefficient=5.0,
+        giou_loss_coefficient=2.0,
+        decoder_layers=layers,
     )
     criterion = SetCriterion(classes, HungarianMatcher(1.0, 5.0, 2.0, solver="scipy"), eos_coef=0.1)
     aux = list(zip(logits[:-1], boxes[:-1]))
@@ -65,8 +75,18 @@ def comparison(quick: bool, batch: int = 32, queries: int = 100, targets: int = 
         return ForObjectDetectionLoss(logits[-1], target_list, "cpu", boxes[-1], config, logits, boxes)[0]
 
     torch.testing.assert_close(ours(), reference(), rtol=1e-5, atol=1e-5)  # same work, same answer
-    sides = [Side("headstart_set_criterion", lambda: timed(ours, batch, steps)),
-             Side("transformers_loss", lambda: timed(reference, batch, steps))]
-    settings = {"batch": batch, "queries": queries, "targets": targets, "classes": classes, "layers": layers,
-                "steps": steps, "solver": "scipy", "device": "cpu"}
+    sides = [
+        Side("headstart_set_criterion", lambda: timed(ours, batch, steps)),
+        Side("transformers_loss", lambda: timed(reference, batch, steps)),
+    ]
+    settings = {
+        "batch": batch,
+        "queries": queries,
+        "targets": targets,
+        "classes": classes,
+        "layers": layers,
+        "steps": steps,
+        "solver": "scipy",
+        "device": "cpu",
+    }
     return sides, settings

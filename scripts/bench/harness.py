@@ -114,7 +114,9 @@ def format_table(name: str, summary: dict[str, Any], metric_name: str) -> str:
         )
     for pair, r in summary["ratios"].items():
         positions = f"; positions/s {r['positions_median_ratio']:.3f}x" if "positions_median_ratio" in r else ""
-        lines.append(f"ratio {pair}: {r['median_ratio']:.3f}x (per round {_fmt(r['round_min'], '.3f')}-{_fmt(r['round_max'], '.3f')}){positions}")
+        lines.append(
+            f"ratio {pair}: {r['median_ratio']:.3f}x (per round {_fmt(r['round_min'], '.3f')}-{_fmt(r['round_max'], '.3f')}){positions}"
+        )
     return "\n".join(lines)
 
 

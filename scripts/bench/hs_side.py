@@ -22,7 +22,6 @@ from omegaconf import DictConfig, open_dict
 from headstart.run.build import Built, build
 from headstart.run.checks import CONF_DIR
 from headstart.run.config import register_resolvers
-
 from scripts.bench.harness import SideResult
 
 # Every side runs in this process with the same torch thread count; no progress bar, CSV only.

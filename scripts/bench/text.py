@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from headstart.metrics.entity_f1 import EntityF1
-
 from scripts.bench.harness import Side, SideResult
 from scripts.bench.hs_side import built_like_train, check_same_init, replayed_batches, replayed_positions, run_headstart
 from scripts.bench.peers import CountingCollator, Recipe, run_plain, run_trainer
@@ -136,10 +135,19 @@ def comparison(kind: str, quick: bool, steps: int | None) -> tuple[list[Side], d
 
     sides = [
         Side("headstart", lambda: run_headstart(overrides, metric_name, positions)),
-        Side("trainer_group_by_length", lambda: run_trainer(fresh(), train, evaluate, CountingCollator(collate_fn), recipe, score, order=order)),
+        Side(
+            "trainer_group_by_length",
+            lambda: run_trainer(fresh(), train, evaluate, CountingCollator(collate_fn), recipe, score, order=order),
+        ),
         Side("plain_loop", plain),
     ]
-    settings = {"overrides": overrides, "recipe": vars(recipe), "metric": metric_name, "train_examples": len(train),
-                "same_batches_all_sides": shared is not None,
-                "eval_examples": len(evaluate), "checkpoint": str(checkpoint)}
+    settings = {
+        "overrides": overrides,
+        "recipe": vars(recipe),
+        "metric": metric_name,
+        "train_examples": len(train),
+        "same_batches_all_sides": shared is not None,
+        "eval_examples": len(evaluate),
+        "checkpoint": str(checkpoint),
+    }
     return sides, settings

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 import lightning
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -26,15 +26,15 @@ from headstart.callbacks.preemption import Preemption
 from headstart.callbacks.throughput import Throughput, peak_memory_mb
 from headstart.run.build import build
 from headstart.run.checks import CONF_DIR
-from headstart.run.multirun import pin_job_for_ddp_children
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.console import print_config_tree, print_run_locations
 from headstart.run.errors import in_multirun, one_line_errors
 from headstart.run.extras import extras
+from headstart.run.multirun import pin_job_for_ddp_children
 from headstart.run.results import scalar_metrics, write_metrics
-from headstart.run.threads import apply_thread_policy
 from headstart.run.resume import remember_wandb_run, resolve_ckpt_path
 from headstart.run.safe_load import check_resume_checkpoint
+from headstart.run.threads import apply_thread_policy
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from transformers import BertTokenizerFast
 from headstart.data.token_alignment import align_word_labels, b_to_i_map, tokenize_and_align_labels
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC"]  # MISC has no I- tag on purpose
-O, B_PER, I_PER, B_LOC, I_LOC, B_MISC = range(6)
+O, B_PER, I_PER, B_LOC, I_LOC, B_MISC = range(6)  # noqa: E741 - the tag's own name
 
 
 @pytest.fixture(scope="module")

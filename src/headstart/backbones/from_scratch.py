@@ -11,7 +11,8 @@ from ``model.config.model_type`` or from the ``model_type`` of the model's prese
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 

@@ -13,8 +13,8 @@ The tokenizer always comes from the same place as the weights:
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch

@@ -245,7 +245,7 @@ class Wav2Vec2Backbone(nn.Module):
     def encode_masked(
         self, waveforms: torch.Tensor, lengths: torch.Tensor | None, time_mask: torch.Tensor | None,
         feature_grad_mult: float = 1.0,
-    ) -> "PretrainingFeatures":
+    ) -> PretrainingFeatures:
         """waveforms [B, T], lengths [B], time_mask [B, F] bool (True: replace the frame by the mask
         embedding before the transformer) -> PretrainingFeatures. No SpecAugment of its own.
 

@@ -22,8 +22,9 @@ BART's translation recipe (a new source encoder trained alone for N steps, then 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from typing import Any, Sequence
+from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info

@@ -9,9 +9,10 @@ saved in every checkpoint and eval/predict reuse it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset, Sampler
@@ -24,8 +25,16 @@ from headstart.data.errors import DataError
 from headstart.data.inputs import expand_inputs
 from headstart.data.samplers import LengthGroupedBatchSampler
 from headstart.data.sources.audio import (
-    AUDIO_EXTENSIONS, AudioItem, Splits, class_folder, folder_splits, hf_splits, manifest_splits, probe_duration,
-    synthetic_splits, transcript_folder,
+    AUDIO_EXTENSIONS,
+    AudioItem,
+    Splits,
+    class_folder,
+    folder_splits,
+    hf_splits,
+    manifest_splits,
+    probe_duration,
+    synthetic_splits,
+    transcript_folder,
 )  # fmt: skip
 from headstart.data.splits import hold_out, pick_source, require_hf_name
 from headstart.data.synthetic.audio import CLASS_NAMES, LEXICON, make_audio_classification, make_spelled_words

@@ -9,7 +9,8 @@ maps chunk -> file, so a task joins the chunks of a file back into one record.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch

@@ -9,8 +9,9 @@ and depth together. Batches are padded to a common size (a multiple of the model
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch

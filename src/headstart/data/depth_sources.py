@@ -8,9 +8,10 @@ datamodule resizes it (nearest neighbour) or rejects it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -18,8 +19,8 @@ from PIL import Image
 from headstart.data.depth_io import read_depth
 from headstart.data.errors import DataError, OnError, Skipped
 from headstart.data.sources.images import IMAGE_EXTENSIONS
-from headstart.data.splits import hold_out, split_folders
 from headstart.data.sources.text import read_lines
+from headstart.data.splits import hold_out, split_folders
 from headstart.data.synthetic.depth_scenes import render_scene
 
 DEPTH_EXTENSIONS = (".png", ".npy")

@@ -13,7 +13,8 @@ removes are augmentation, not counted. Batches hold:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -24,7 +25,14 @@ from headstart.data.base import DataModule
 from headstart.data.errors import OnError, load_example, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.detection import (
-    BoxFormat, DetSource, DetSplit, coco_source, hf_source, synthetic_source, voc_source, yolo_source,
+    BoxFormat,
+    DetSource,
+    DetSplit,
+    coco_source,
+    hf_source,
+    synthetic_source,
+    voc_source,
+    yolo_source,
 )
 from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
 from headstart.data.splits import pick_source, require_hf_name

@@ -14,14 +14,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from headstart.data.base import DataModule
-from headstart.data.errors import DataError, OnError, Skipped, load_example, split_skipped
+from headstart.data.errors import OnError, Skipped, load_example, split_skipped
 from headstart.data.samplers import LengthGroupedBatchSampler
 
 Item = dict[str, Any] | Skipped

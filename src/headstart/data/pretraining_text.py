@@ -27,8 +27,9 @@ import inspect
 import itertools
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
@@ -37,13 +38,18 @@ from headstart.data.base import DataModule
 from headstart.data.errors import RIDERS, DataError, Skipped
 from headstart.data.masking import MLMCollator, special_ids
 from headstart.data.nsp_pairs import SentencePairDataset
-from headstart.data.sources.text import read_lines, read_records, require_columns
-from headstart.data.sources.text import field
+from headstart.data.sources.text import field, read_lines, read_records, require_columns
 from headstart.data.splits import pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 from headstart.data.text_lm import TEXT_SUFFIXES, ItemsDataset, iter_paragraphs, read_prompts
 from headstart.data.token_shards import (
-    BlockDataset, Doc, TokenShard, files_fingerprint, shard_key, tokenizer_fingerprint, write_shard,
+    BlockDataset,
+    Doc,
+    TokenShard,
+    files_fingerprint,
+    shard_key,
+    tokenizer_fingerprint,
+    write_shard,
 )
 
 NoiseKind = Literal["mlm", "infilling", "span_corruption", "auto"]

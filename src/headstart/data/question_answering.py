@@ -10,16 +10,17 @@ checked: ``context[answer_start:][:len(text)]`` must be the answer text.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, parse_all
-from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.errors import DataError, Skipped, load_example, ride_along, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.qa_windows import prepare_qa_features
 from headstart.data.sources.hf import load_hf_splits
 from headstart.data.sources.text import read_jsonl, read_lines, require_columns
+from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.synthetic.text_corpora import make_qa
 
 Example = dict[str, Any]  # {"id", "title", "question", "context", "answers": {"text", "answer_start"}}

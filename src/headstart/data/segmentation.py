@@ -11,7 +11,8 @@ Batches hold:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -23,10 +24,16 @@ from headstart.data.errors import OnError, load_example, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.coco_seg import coco_source
 from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
-from headstart.data.splits import pick_source, require_hf_name
 from headstart.data.sources.segmentation import (
-    ClassMap, SegSource, SegSplit, folder_source, hf_source, synthetic_source, yolo_seg_source,
+    ClassMap,
+    SegSource,
+    SegSplit,
+    folder_source,
+    hf_source,
+    synthetic_source,
+    yolo_seg_source,
 )
+from headstart.data.splits import pick_source, require_hf_name
 
 IGNORE_INDEX = -100  # void pixels in ``semantic`` (torch's cross-entropy default)
 

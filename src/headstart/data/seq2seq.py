@@ -14,8 +14,9 @@ dataset ``index`` so outputs can be put back in input order. Prediction keeps in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -23,8 +24,7 @@ from torch.utils.data import Dataset, Sampler
 from headstart.data.base import DataModule
 from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.samplers import LengthGroupedBatchSampler
-from headstart.data.sources.text import read_lines, read_records, require_columns
-from headstart.data.sources.text import field
+from headstart.data.sources.text import field, read_lines, read_records, require_columns
 from headstart.data.splits import explicit_paths, hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_summarization, make_translation
 from headstart.data.text_lm import ItemsDataset, PromptCollator, read_prompts
@@ -257,7 +257,8 @@ class Seq2SeqDataModule(DataModule):
         items: list[Any] = [p for _, p in pairs if isinstance(p, Skipped)]
         for start in range(0, len(good), 1000):
             chunk = good[start : start + 1000]
-            src = self.tokenizer([self.source_prefix + s for _, (s, _) in chunk], max_length=self.max_source_length, truncation=True)["input_ids"]
+            sources = [self.source_prefix + s for _, (s, _) in chunk]
+            src = self.tokenizer(sources, max_length=self.max_source_length, truncation=True)["input_ids"]
             tgt = self.tokenizer(text_target=[t for _, (_, t) in chunk], max_length=self.max_target_length, truncation=True)["input_ids"]
             for (index, (s, t)), s_ids, t_ids in zip(chunk, src, tgt):
                 items.append({"input_ids": s_ids, "labels": t_ids, "index": index, "source": s, "target": t})
@@ -287,8 +288,13 @@ class Seq2SeqDataModule(DataModule):
         lengths = [0 if isinstance(x, Skipped) else len(x["input_ids"]) + len(x["labels"]) for x in dataset.items]
         world, rank = self.world
         return LengthGroupedBatchSampler(
-            lengths, self.batch_size if train else self.eval_batch_size, shuffle=train, seed=self.seed,
-            drop_last=self.drop_last and train, num_replicas=world, rank=rank,
+            lengths,
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            drop_last=self.drop_last and train,
+            num_replicas=world,
+            rank=rank,
             bucket_size_multiplier=self.bucket_size_multiplier,
         )
 
@@ -311,8 +317,10 @@ class SourceCollator(PromptCollator):
         kept, skipped = split_skipped(samples)
         texts = [s["text"] for s in kept]
         encoded = self.tokenizer(
-            [self.prefix + t for t in texts], padding=True, truncation=True, max_length=self.max_length,
+            [self.prefix + t for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
             return_tensors="pt",
         )
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "texts": texts,
-                "_skipped": skipped}
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "texts": texts, "_skipped": skipped}

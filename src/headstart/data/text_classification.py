@@ -10,15 +10,16 @@ Multi-label (``multi_label: true``): the label column holds a list (JSONL) or la
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, parse_all
-from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.errors import DataError, Skipped, load_example, ride_along
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.hf import load_hf_splits
 from headstart.data.sources.text import read_lines, read_records, require_columns
+from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.synthetic.text_corpora import make_sentiment
 
 Example = dict[str, Any]  # {"text", "text_pair" (or None), "label": str | list[str], "where"}

@@ -12,8 +12,9 @@ Prediction reads prompts (one per line, or JSONL with ``prompt_column``), each p
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -21,8 +22,7 @@ from torch.utils.data import Dataset
 from headstart.data.base import DataModule
 from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.packing import pack_documents
-from headstart.data.sources.text import read_lines, read_records, require_columns
-from headstart.data.sources.text import field
+from headstart.data.sources.text import field, read_lines, read_records, require_columns
 from headstart.data.splits import hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 

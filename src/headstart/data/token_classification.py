@@ -11,15 +11,16 @@ with ``label_all_tokens``).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, parse_all
-from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.errors import DataError, Skipped, load_example, ride_along
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.hf import load_hf_splits
 from headstart.data.sources.text import read_jsonl, read_lines, require_columns
+from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
 from headstart.data.synthetic.text_corpora import NER_LABELS, make_ner
 from headstart.data.token_alignment import tokenize_and_align_labels
 

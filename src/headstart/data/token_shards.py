@@ -107,7 +107,7 @@ def _chunks(docs: Iterable[Doc], size: int) -> Iterator[list[Doc]]:
 def _prepare(chunk: list[Doc], segmenting: Segmenting) -> tuple[list[str], list[int], list[Skipped]]:
     """(texts to tokenize, segments per kept document, skipped) of one chunk."""
     texts, counts, skipped = [], [], []
-    for where, text in chunk:
+    for _where, text in chunk:
         if isinstance(text, Skipped):
             skipped.append(text)
             continue

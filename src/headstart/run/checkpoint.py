@@ -9,7 +9,6 @@ checked over the whole stored meta before anything is instantiated.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig

@@ -11,8 +11,9 @@ quantizer and projections are written as a Hugging Face ``Wav2Vec2ForPreTraining
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -87,7 +88,9 @@ class AudioPretrainingTask(ExportsPretrained, Task):
         if differ:
             keys = {**{k: f"task.quantizer.{v}" for k, v in HEAD_KEYS.items()}, "proj_codevector_dim": "task.proj_dim"}
             fix = " ".join(f"{keys[k]}={v}" for k, v in differ.items())
-            raise ValueError(f"the checkpoint's quantizer/projections have other sizes; set {fix} (or task.init_head_from_checkpoint=false)")
+            raise ValueError(
+                f"the checkpoint's quantizer/projections have other sizes; set {fix} (or task.init_head_from_checkpoint=false)"
+            )
         head = nn.ModuleDict({"quantizer": self.quantizer, "project_q": self.project_q, "project_hid": self.project_hid})
         head.load_state_dict(state["state_dict"])
 
@@ -151,7 +154,9 @@ class AudioPretrainingTask(ExportsPretrained, Task):
             torch.manual_seed(self.val_seed * 100003 + batch_idx)
             terms, extras = self.objective(batch["waveforms"], batch["lengths"])
         size = batch["lengths"].shape[0]
-        self.log_terms(stage, {k: terms[k] for k in ("loss", "diversity_loss", "code_perplexity", "prob_perplexity", "feature_penalty")}, size)
+        self.log_terms(
+            stage, {k: terms[k] for k in ("loss", "diversity_loss", "code_perplexity", "prob_perplexity", "feature_penalty")}, size
+        )
         for name in ("contrastive_loss", "contrastive_acc"):  # per masked step, over the whole split
             metrics[name].update(terms[name].detach(), weight=terms["num_masked"])
             self.log(f"{stage}/{name}", metrics[name], on_step=False, on_epoch=True, batch_size=size)

@@ -6,9 +6,10 @@ Task-specific work (forward, steps, metrics, post-processing, media) lives in ea
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule

@@ -22,8 +22,9 @@ hold ``input``, ``output`` (the decoded generation, mask/sentinel tokens kept) a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn

@@ -8,8 +8,9 @@ The valid depth range and metric crop come from the data (``min_depth``, ``max_d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch

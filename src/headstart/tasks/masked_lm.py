@@ -13,8 +13,9 @@ At the end of fit the encoder is exported in the Hugging Face format (``tasks.pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn

@@ -8,8 +8,9 @@ them with torchmetrics' ``MeanAveragePrecision`` (COCO protocol, faster-coco-eva
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.loggers import WandbLogger

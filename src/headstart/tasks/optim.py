@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Callable, Iterable, Literal
+from typing import Literal
 
 import torch
 from torch import nn

@@ -8,8 +8,9 @@ metric is computed over the whole evaluation split at epoch end, on every rank.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -141,7 +142,7 @@ class QuestionAnsweringTask(Task):
         """A table of questions with a context excerpt around the gold answer, predicted and gold answers."""
         found = self.answers(batch, outputs["start_logits"], outputs["end_logits"])
         rows = []
-        for example_id, answer in list(found.items())[:max_items]:
+        for answer in list(found.values())[:max_items]:
             row = answer["row"]
             context, gold = batch["context"][row], batch["answers"][row]
             at = context.find(gold[0]) if gold else 0

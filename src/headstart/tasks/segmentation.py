@@ -13,8 +13,9 @@ Batches: see ``headstart.data.segmentation``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,8 +29,8 @@ from headstart.metrics.segmentation import SemanticIoU
 from headstart.ops.seg_postprocess import instance_segmentation, panoptic_segmentation, semantic_segmentation
 from headstart.ops.seg_targets import instance_ground_truth, mask_targets, panoptic_pairs
 from headstart.tasks.base import Task
-from headstart.viz.images import denormalize
 from headstart.viz.figure import draw_each, file_stem
+from headstart.viz.images import denormalize
 from headstart.viz.masks import palette, segmentation_png, wandb_mask_image
 
 Mode = Literal["semantic", "instance", "panoptic"]
@@ -55,7 +56,9 @@ class SegmentationTask(Task):
     ) -> None:
         super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
         if mode not in self.modes:
-            raise ValueError(f"task.mode={mode}: {type(self).__name__} serves {', '.join(self.modes)} (instance and panoptic need model=mask2former)")
+            raise ValueError(
+                f"task.mode={mode}: {type(self).__name__} serves {', '.join(self.modes)} (instance and panoptic need model=mask2former)"
+            )
         self.labels, self.mode, self.ignore_index = list(labels), mode, ignore_index
         self.num_classes = len(self.labels)
         if self.num_classes < 1:
@@ -194,8 +197,16 @@ class SegmentationTask(Task):
             return {"mask": str(png), "classes": {self.labels[c]: round(int(n) / index.size, 6) for c, n in enumerate(present) if n}}
         if self.mode == "panoptic":
             _save_index_png(result["segmentation"].cpu().numpy(), png)
-            segments = [{"id": s["id"], "label": self.labels[s["label_id"]], "label_id": s["label_id"], "score": s["score"],
-                         "isthing": s["label_id"] in self.things.tolist()} for s in result["segments_info"]]
+            segments = [
+                {
+                    "id": s["id"],
+                    "label": self.labels[s["label_id"]],
+                    "label_id": s["label_id"],
+                    "score": s["score"],
+                    "isthing": s["label_id"] in self.things.tolist(),
+                }
+                for s in result["segments_info"]
+            ]
             return {"mask": str(png), "segments": segments}
         keep = result["scores"] >= self.instance_score_threshold
         masks, scores, labels = result["masks"][keep].cpu(), result["scores"][keep].tolist(), result["labels"][keep].tolist()
@@ -203,8 +214,10 @@ class SegmentationTask(Task):
         for k in reversed(range(len(scores))):  # best last, so it stays on top
             index[masks[k].numpy()] = k + 1
         _save_index_png(index, png)
-        segments = [{"id": k + 1, "label": self.labels[c], "label_id": c, "score": round(s, 6), "area": int(masks[k].sum())}
-                    for k, (c, s) in enumerate(zip(labels, scores))]
+        segments = [
+            {"id": k + 1, "label": self.labels[c], "label_id": c, "score": round(s, 6), "area": int(masks[k].sum())}
+            for k, (c, s) in enumerate(zip(labels, scores))
+        ]
         return {"mask": str(png), "segments": segments}
 
     def visualize(self, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
@@ -224,8 +237,7 @@ class SegmentationTask(Task):
                     lut[s["id"]] = s["label_id"]
                 classes, ids = lut[index], {s["label_id"]: s["label"] for s in record["segments"]}
             with Image.open(record["input"]) as image:
-                return [segmentation_png(out / f"{file_stem(i, record['input'])}.png", image, classes, colours,
-                                         sorted(ids.items()), empty)]
+                return [segmentation_png(out / f"{file_stem(i, record['input'])}.png", image, classes, colours, sorted(ids.items()), empty)]
 
         return draw_each(records, out_dir, draw)
 
@@ -235,10 +247,12 @@ class SegmentationTask(Task):
         preds = outputs["pred_maps"][:max_items].cpu().numpy()
         targets = batch["semantic"][:max_items].cpu().numpy()
         targets = np.where(targets == self.ignore_index, self.num_classes, targets)
-        return {"val/segmentation": [
-            wandb_mask_image(image, pred, target, self.labels, Path(str(path)).name)
-            for image, pred, target, path in zip(images, preds, targets, batch["paths"])
-        ]}
+        return {
+            "val/segmentation": [
+                wandb_mask_image(image, pred, target, self.labels, Path(str(path)).name)
+                for image, pred, target, path in zip(images, preds, targets, batch["paths"])
+            ]
+        }
 
 
 class MaskSegmentationTask(SegmentationTask):
@@ -302,10 +316,18 @@ class MaskSegmentationTask(SegmentationTask):
 
     def mode_predictions(self, outputs: Any, sizes: list[tuple[int, int]]) -> list[Any]:
         if self.mode == "instance":
-            return instance_segmentation(outputs["class_logits"], outputs["mask_logits"], sizes, self.instance_top_k,
-                                         mask_threshold=self.mask_threshold)
-        return panoptic_segmentation(outputs["class_logits"], outputs["mask_logits"], sizes, self.panoptic_score_threshold,
-                                     self.overlap_threshold, self.mask_threshold, label_ids_to_fuse=self.stuff_classes)
+            return instance_segmentation(
+                outputs["class_logits"], outputs["mask_logits"], sizes, self.instance_top_k, mask_threshold=self.mask_threshold
+            )
+        return panoptic_segmentation(
+            outputs["class_logits"],
+            outputs["mask_logits"],
+            sizes,
+            self.panoptic_score_threshold,
+            self.overlap_threshold,
+            self.mask_threshold,
+            label_ids_to_fuse=self.stuff_classes,
+        )
 
 
 class PixelSegmentationTask(SegmentationTask):
@@ -332,8 +354,9 @@ class PixelSegmentationTask(SegmentationTask):
         mode: Mode = "semantic",
     ) -> None:
         super().__init__(backbone, labels, thing_classes, ignore_index, optimizer, scheduler, backbone_lr, lr_interval, mode)
-        self.head = head(feature_channels=backbone.feature_channels, decoder_hidden_size=backbone.decoder_hidden_size,
-                         num_classes=self.num_classes)
+        self.head = head(
+            feature_channels=backbone.feature_channels, decoder_hidden_size=backbone.decoder_hidden_size, num_classes=self.num_classes
+        )
         self.loss_fn = loss(ignore_index=ignore_index)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

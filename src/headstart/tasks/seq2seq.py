@@ -11,8 +11,9 @@ no more than one batch of generations is ever held. Test generates on every batc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn

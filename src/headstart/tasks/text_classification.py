@@ -6,8 +6,9 @@ ids (the data side tokenizes it); the head only ever sees the [CLS] state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn

@@ -11,8 +11,9 @@ top-k, top-p, temperature, beam: transformers ``generate`` settings) and written
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -137,4 +138,5 @@ class TextGenerationTask(Task):
         """index.html with each prompt beside its generation, and a PNG per prompt."""
         from headstart.viz.text_pages import pairs_page
 
-        return pairs_page(records, out_dir, "text generation", [("prompt", lambda r: r["input"]), ("generation", lambda r: r["generation"])])
+        columns = [("prompt", lambda r: r["input"]), ("generation", lambda r: r["generation"])]
+        return pairs_page(records, out_dir, "text generation", columns)

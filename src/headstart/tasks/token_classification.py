@@ -7,8 +7,9 @@ recall and F1, with F1 per entity type), never token accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn

@@ -7,8 +7,8 @@ file browser or a W&B artifact alike.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from headstart.viz.text_png import Colours, Span, label_colour
 

@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from headstart.viz.figure import draw_each, file_stem, new_figure, note, save_figure, top_k_bars, wrap
 from headstart.viz.html import esc, marked, table, write_page

@@ -8,9 +8,9 @@ with matplotlib (PIL's built-in bitmap font has no sizes and few glyphs).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 

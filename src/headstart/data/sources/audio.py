@@ -11,17 +11,18 @@ item into a counted skip.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
 from headstart.data.audio_io import AudioFileError, _check_wav_complete, audio_duration, load_audio
 from headstart.data.errors import DataError, OnError, Skipped
-from headstart.data.splits import explicit_paths, split_folders
 from headstart.data.sources.text import read_records, require_columns
+from headstart.data.splits import explicit_paths, split_folders
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".w64", ".rf64", ".caf")
 Splits = dict[str, list["AudioItem"]]

@@ -18,8 +18,8 @@ from PIL import Image
 
 from headstart.data.errors import DataError
 from headstart.data.sources.images import open_rgb
-from headstart.data.splits import hold_out
 from headstart.data.sources.segmentation import SegExample, SegSource, SegSplit, paint_instances
+from headstart.data.splits import hold_out
 
 DEFAULT_ANNOTATIONS = {
     "coco_panoptic": ("panoptic/annotations.json", "annotations/panoptic_train2017.json"),
@@ -108,7 +108,9 @@ def coco_source(
     return SegSource(labels, things, {split: make(split, items) for split, items in entries.items()})
 
 
-def _panoptic_example(image_path: Path, image_info: dict, extra: tuple[Path, dict], cat_index: dict[int, int], json_file: str) -> SegExample:
+def _panoptic_example(
+    image_path: Path, image_info: dict, extra: tuple[Path, dict], cat_index: dict[int, int], json_file: str
+) -> SegExample:
     masks, ann = extra
     png = masks / ann["file_name"]
     image = open_rgb(image_path)
@@ -167,5 +169,4 @@ def _instances_example(image_path: Path, image_info: dict, anns: list[dict], cat
         shapes.append((ann, mask))
 
     id_map = paint_instances(image.size, [mask for _, mask in shapes])
-    return SegExample(image, id_map, [cat_index[a["category_id"]] for a, _ in shapes],
-                      [bool(a.get("iscrowd", 0)) for a, _ in shapes])
+    return SegExample(image, id_map, [cat_index[a["category_id"]] for a, _ in shapes], [bool(a.get("iscrowd", 0)) for a, _ in shapes])

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from headstart.data.errors import DataError
 from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
-from headstart.data.splits import hold_out
 from headstart.data.sources.segmentation import read_class_names
+from headstart.data.splits import hold_out
 from headstart.data.synthetic.det_shapes import render_detection_scene
 
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]

@@ -6,9 +6,10 @@ and ``where(i)`` (the file, or dataset and row, named in errors).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from headstart.data.errors import DataError, OnError, Skipped
 
@@ -67,7 +68,7 @@ class _LineFeed:
     def __init__(self, lines: list[tuple[str, str]]) -> None:
         self.lines, self.pos = lines, 0
 
-    def __iter__(self) -> "_LineFeed":
+    def __iter__(self) -> _LineFeed:
         return self
 
     def __next__(self) -> str:
