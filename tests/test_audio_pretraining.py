@@ -15,13 +15,14 @@ import torch
 import transformers
 
 from conftest import make_cfg
-from headstart.backbones.wav2vec2 import Wav2Vec2Backbone, span_mask
+from headstart.backbones.wav2vec2 import Wav2Vec2Backbone
 from headstart.data.audio_pretraining import AudioPretrainingDataModule, collate_unlabelled
 from headstart.data.errors import DataError
 from headstart.data.synthetic.audio_sequences import make_tone_sequences, phone_sequence
 from headstart.eval import evaluate
 from headstart.heads.quantizer import GumbelVectorQuantizer, perplexity
 from headstart.losses.contrastive import Wav2Vec2ContrastiveLoss, contrastive_logits, sample_negatives
+from headstart.ops.span_mask import span_mask
 from headstart.predict import predict
 from headstart.tasks.audio_pretraining import AudioPretrainingTask
 from headstart.train import train

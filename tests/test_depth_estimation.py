@@ -16,11 +16,11 @@ from PIL import Image
 
 from conftest import make_cfg
 from headstart.data.depth import DepthEstimationDataModule, PadCollate, PairTransform
-from headstart.data.depth_io import read_depth, write_depth_png
 from headstart.data.errors import DataError
 from headstart.data.synthetic.depth_scenes import render_scene
 from headstart.eval import evaluate
 from headstart.metrics.depth import METRIC_NAMES
+from headstart.ops.depth_io import read_depth, write_depth_png
 from headstart.predict import predict
 from headstart.run.build import build
 from headstart.train import train

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 
 from conftest import make_cfg
 from headstart.backbones.hf_text import HFTextEncoder
-from headstart.backbones.tokenizer_training import train_tokenizer
+from headstart.data.tokenizer_training import train_tokenizer
 from headstart.run.build import MODEL_META_KEYS, without
 
 TEXTS = [f"the {a} {n} sees the {b} . it is {a} ." for a in ("red", "old", "big") for n in ("dog", "cat") for b in ("tree", "car")]

@@ -13,7 +13,7 @@ from transformers import AutoModel, BertForPreTraining, DistilBertForMaskedLM
 
 from conftest import make_cfg
 from headstart.backbones.hf_text import HFTextEncoder
-from headstart.backbones.tokenizer_training import train_tokenizer
+from headstart.data.tokenizer_training import train_tokenizer
 from headstart.heads.mlm import MLMHead, NSPHead
 from headstart.losses.mlm import MaskedLMLoss
 from headstart.tasks.masked_lm import MaskedLMTask, pretraining_model

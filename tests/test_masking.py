@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from headstart.backbones.tokenizer_training import train_tokenizer
 from headstart.data.errors import Skipped
 from headstart.data.masking import MLMCollator, continuation_table, mask_tokens, special_ids
 from headstart.data.pretraining_text import TextPretrainingDataModule
 from headstart.data.synthetic.text_corpora import make_grammar_documents
+from headstart.data.tokenizer_training import train_tokenizer
 
 TEXTS = [d["text"] for d in make_grammar_documents(400, seed=3)]
 

@@ -8,7 +8,6 @@ from collections import Counter
 import pytest
 import torch
 
-from headstart.backbones.tokenizer_training import train_tokenizer
 from headstart.data.errors import Skipped
 from headstart.data.noising import (
     InfillingCollator,
@@ -19,6 +18,7 @@ from headstart.data.noising import (
     sentence_bounds,
 )
 from headstart.data.synthetic.text_corpora import make_grammar_documents
+from headstart.data.tokenizer_training import train_tokenizer
 
 TEXTS = [d["text"] + " what ? yes !" for d in make_grammar_documents(300, 0)]
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from conftest import make_cfg
-from headstart.backbones.tokenizer_training import train_tokenizer
 from headstart.data import tokenize_worker
 from headstart.data.errors import DataError
 from headstart.data.pretraining_text import TextPretrainingDataModule, make_collator, resolve_noise
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 from headstart.data.token_shards import BlockDataset, TokenShard, write_shard
+from headstart.data.tokenizer_training import train_tokenizer
 
 DOCS = [d["text"] for d in make_grammar_documents(300, seed=11)]
 SHARD_FILES = ("tokens.bin", "segments.bin", "docs.bin")

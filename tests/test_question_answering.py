@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import make_cfg
-from headstart.backbones.tokenizer_training import train_tokenizer
 from headstart.data.errors import DataError
 from headstart.data.qa_windows import prepare_qa_features
+from headstart.data.tokenizer_training import train_tokenizer
 from headstart.eval import evaluate
 from headstart.metrics.squad import window_candidates
 from headstart.predict import predict

@@ -14,11 +14,11 @@ from torch import nn
 
 from conftest import make_cfg
 from headstart.backbones.hf_lm import HFLanguageModel
-from headstart.backbones.tokenizer_training import train_tokenizer
 from headstart.callbacks.freeze_schedule import FreezeSchedule
 from headstart.data.errors import DataError
 from headstart.data.seq2seq import Seq2SeqDataModule
 from headstart.data.synthetic.text_corpora import make_translation
+from headstart.data.tokenizer_training import train_tokenizer
 from headstart.losses.lm import LMLoss
 from headstart.metrics.generation import Rouge, SacreBleu, SacreChrf, split_sentences
 from headstart.predict import predict

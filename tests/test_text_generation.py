@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from conftest import make_cfg
 from headstart.backbones.hf_lm import HFLanguageModel
-from headstart.backbones.tokenizer_training import train_tokenizer
 from headstart.data.errors import DataError
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 from headstart.data.text_lm import TextLMDataModule
+from headstart.data.tokenizer_training import train_tokenizer
 from headstart.eval import evaluate
 from headstart.losses.lm import LMLoss, lm_loss_sum
 from headstart.metrics.generation import TokenPerplexity

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from headstart.data.depth_io import read_depth, resize_depth, write_depth_png
+from headstart.backbones.glpn import glpn_decoder_state_dict
 from headstart.data.synthetic.depth_scenes import (
     BACK_WALL,
     FLOOR,
@@ -19,9 +19,10 @@ from headstart.data.synthetic.depth_scenes import (
     render_scene,
     render_scene_layers,
 )
-from headstart.heads.depth_decoder import DepthDecoder, glpn_decoder_state_dict
+from headstart.heads.depth_decoder import DepthDecoder
 from headstart.losses.silog import SILogLoss, silog_loss
 from headstart.metrics.depth import DepthMetrics, crop_mask, masked_median
+from headstart.ops.depth_io import read_depth, resize_depth, write_depth_png
 from headstart.viz.depth import colourise, depth_panel, error_map, shared_range, write_depth_colour_png
 
 # ----------------------------------------------------------------------------- decoder

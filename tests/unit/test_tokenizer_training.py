@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from headstart.backbones.tokenizer_training import train_tokenizer
 from headstart.data.synthetic.text_corpora import make_grammar_documents, make_qa
+from headstart.data.tokenizer_training import train_tokenizer
 
 TEXTS = [s for d in make_grammar_documents(60, seed=0) for s in d["sentences"]] + [
     ex["context"] for ex in make_qa(40, seed=0)

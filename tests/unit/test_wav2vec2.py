@@ -11,7 +11,8 @@ import torch
 import transformers
 
 from headstart.backbones.base import HubUnreachableError
-from headstart.backbones.wav2vec2 import TINY, Wav2Vec2Backbone, span_mask
+from headstart.backbones.wav2vec2 import TINY, Wav2Vec2Backbone
+from headstart.ops.span_mask import span_mask
 
 
 def _tiny(**kwargs: object) -> Wav2Vec2Backbone:

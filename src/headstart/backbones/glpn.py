@@ -11,6 +11,8 @@ headstart's :class:`~headstart.heads.depth_decoder.DepthDecoder` keys
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -19,7 +21,6 @@ from transformers import AutoImageProcessor, GLPNForDepthEstimation, GLPNModel
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
 from headstart.backbones.hf_vision import build_hf_config
-from headstart.heads.depth_decoder import glpn_decoder_state_dict
 
 # GLPN's image processor only rescales to [0, 1]: no mean/std normalisation.
 GLPN_MEAN = (0.0, 0.0, 0.0)
@@ -142,3 +143,36 @@ class GLPNEncoder(nn.Module):
 def _cumulative(strides: Any) -> list[int]:
     """Per-stage strides (4, 2, 2, 2) -> strides from the input (4, 8, 16, 32)."""
     return [math.prod(strides[: i + 1]) for i in range(len(strides))]
+
+
+# transformers key (after "decoder." / "head.") -> DepthDecoder key
+_GLPN_KEY_RULES: tuple[tuple[str, str], ...] = (
+    (r"^decoder\.stages\.(\d+)\.convolution\.(.+)$", "projections.{0}.{1}"),
+    (r"^decoder\.stages\.(\d+)\.fusion\.convolutional_layer1\.(.+)$", "fusions.{prev}.reduce.{1}"),
+    (r"^decoder\.stages\.(\d+)\.fusion\.convolutional_layer2\.(.+)$", "fusions.{prev}.refine.{1}"),
+    (r"^decoder\.stages\.(\d+)\.fusion\.convolutional_layer3\.(.+)$", "fusions.{prev}.attention.{1}"),
+    (r"^head\.head\.(.+)$", "head.{0}"),
+)
+
+
+def glpn_decoder_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a ``GLPNForDepthEstimation`` state_dict's decoder/head entries to :class:`headstart.heads.depth_decoder.DepthDecoder` keys.
+
+    Encoder (``glpn.*``) entries are dropped; a leading ``model.`` prefix (Lightning) is tolerated.
+    Load the result with ``decoder.load_state_dict(mapped, strict=True)``. Stage 0 of
+    transformers' decoder has no fusion, so stage ``i``'s fusion becomes ``fusions.{i-1}``.
+    """
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("model.")
+        for pattern, template in _GLPN_KEY_RULES:
+            match = re.match(pattern, key)
+            if match is None:
+                continue
+            groups = match.groups()
+            stage_minus_one = int(groups[0]) - 1 if groups[0].isdigit() else -1
+            mapped[template.format(*groups, prev=stage_minus_one)] = value
+            break
+    if not mapped:
+        raise ValueError("no GLPN decoder/head keys ('decoder.stages.*', 'head.head.*') found in state_dict")
+    return mapped

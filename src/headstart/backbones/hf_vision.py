@@ -177,3 +177,27 @@ def _hidden_size(config: PretrainedConfig) -> int:
     if getattr(config, "hidden_sizes", None):
         return config.hidden_sizes[-1]
     return config.hidden_size
+
+
+def processor_image_spec(
+    checkpoint: str | None,
+    image_size: int | None,
+    image_mean: tuple[float, ...] | None,
+    image_std: tuple[float, ...] | None,
+    default_size: int,
+) -> dict[str, Any]:
+    """Mean/std (and size) from the checkpoint's image processor when there is one; ImageNet's otherwise."""
+    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, default_size
+    if checkpoint is not None:
+        try:
+            proc = AutoImageProcessor.from_pretrained(checkpoint)
+            mean, std = tuple(proc.image_mean), tuple(proc.image_std)
+            proc_size = getattr(proc, "size", None) or {}
+            size = proc_size.get("height") or proc_size.get("shortest_edge") or size
+        except (OSError, ValueError):
+            pass
+    return {
+        "image_size": int(image_size or size),
+        "image_mean": tuple(image_mean or mean),
+        "image_std": tuple(image_std or std),
+    }

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoImageProcessor, Mask2FormerModel
+from transformers import Mask2FormerModel
 
 from headstart.backbones.base import load_or_explain
-from headstart.backbones.hf_vision import IMAGENET_MEAN, IMAGENET_STD, build_hf_config
+from headstart.backbones.hf_vision import build_hf_config, processor_image_spec
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Mask2FormerBackbone(nn.Module):
         self.num_queries = int(self.model.config.num_queries)
         # Random-init presets train at their backbone's image size; checkpoints at their processor's.
         default_size = 512 if load_weights else int(getattr(hf_config.backbone_config, "image_size", 512))
-        self._spec = _image_spec(checkpoint if load_weights else None, image_size, image_mean, image_std, default_size)
+        self._spec = processor_image_spec(checkpoint if load_weights else None, image_size, image_mean, image_std, default_size)
         if freeze_encoder:
             self.model.pixel_level_module.encoder.requires_grad_(False)
 
@@ -87,27 +87,3 @@ class Mask2FormerBackbone(nn.Module):
         # intermediate states are [Q, B, D] per layer.
         queries = torch.stack([state.transpose(0, 1) for state in out.transformer_decoder_intermediate_states])
         return MaskQueryOutput(query_states=queries, mask_logits=torch.stack(list(out.masks_queries_logits)))
-
-
-def _image_spec(
-    checkpoint: str | None,
-    image_size: int | None,
-    image_mean: tuple[float, ...] | None,
-    image_std: tuple[float, ...] | None,
-    default_size: int,
-) -> dict[str, Any]:
-    """Mean/std (and size) from the checkpoint's image processor when there is one; ImageNet's otherwise."""
-    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, default_size
-    if checkpoint is not None:
-        try:
-            proc = AutoImageProcessor.from_pretrained(checkpoint)
-            mean, std = tuple(proc.image_mean), tuple(proc.image_std)
-            proc_size = getattr(proc, "size", None) or {}
-            size = proc_size.get("height") or proc_size.get("shortest_edge") or size
-        except (OSError, ValueError):
-            pass
-    return {
-        "image_size": int(image_size or size),
-        "image_mean": tuple(image_mean or mean),
-        "image_std": tuple(image_std or std),
-    }

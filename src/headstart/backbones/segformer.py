@@ -9,8 +9,7 @@ from torch import nn
 from transformers import SegformerModel
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
-from headstart.backbones.hf_vision import build_hf_config
-from headstart.backbones.mask2former import _image_spec
+from headstart.backbones.hf_vision import build_hf_config, processor_image_spec
 
 
 class SegformerBackbone(nn.Module):
@@ -51,7 +50,7 @@ class SegformerBackbone(nn.Module):
         self.hidden_size = self.feature_channels[-1]
         self.decoder_hidden_size = int(cfg.decoder_hidden_size)
         default_size = 512 if load_weights else int(getattr(cfg, "image_size", 512))  # a default config has none
-        self._spec = _image_spec(checkpoint if load_weights else None, image_size, image_mean, image_std, default_size)
+        self._spec = processor_image_spec(checkpoint if load_weights else None, image_size, image_mean, image_std, default_size)
         if freeze:
             self.model.requires_grad_(False)
 

@@ -21,12 +21,12 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from headstart.data.base import DataModule
-from headstart.data.depth_io import resize_depth
 from headstart.data.depth_sources import DepthSplit, folder_splits, hf_splits, list_splits, open_image, synthetic_splits
 from headstart.data.errors import DataError, OnError, load_example, split_skipped
 from headstart.data.inputs import expand_inputs
 from headstart.data.sources.images import IMAGE_EXTENSIONS
 from headstart.data.splits import pick_source, require_hf_name
+from headstart.ops.depth_io import resize_depth
 
 Size = int | Sequence[int] | None
 

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from headstart.data.depth_io import read_depth
 from headstart.data.errors import DataError, OnError, Skipped
 from headstart.data.sources.images import IMAGE_EXTENSIONS
 from headstart.data.sources.text import read_lines
 from headstart.data.splits import hold_out, split_folders
 from headstart.data.synthetic.depth_scenes import render_scene
+from headstart.ops.depth_io import read_depth
 
 DEPTH_EXTENSIONS = (".png", ".npy")
 IMAGE_DIRS = ("image", "images", "rgb")

@@ -121,7 +121,7 @@ class EncoderTextDataModule(DataModule):
         if spec.get("tokenizer") is not None:
             self.tokenizer = spec["tokenizer"]
             return {}
-        from headstart.backbones.tokenizer_training import FAMILY_KIND, train_tokenizer
+        from headstart.data.tokenizer_training import FAMILY_KIND, train_tokenizer
 
         family = spec.get("tokenizer_family", "bert")
         self.tokenizer = train_tokenizer(

@@ -235,7 +235,7 @@ class Seq2SeqDataModule(DataModule):
         self.tokenizer = spec.get("tokenizer")
         if self.tokenizer is not None:
             return {}
-        from headstart.backbones.tokenizer_training import train_tokenizer
+        from headstart.data.tokenizer_training import train_tokenizer
 
         pairs = [p for _, p in self._load_pairs()["train"] if not isinstance(p, Skipped)][: self.tokenizer_max_texts]
         if not pairs:

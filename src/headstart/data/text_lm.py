@@ -186,7 +186,7 @@ class TextLMDataModule(DataModule):
         self.tokenizer = spec.get("tokenizer")
         if self.tokenizer is not None:
             return {}
-        from headstart.backbones.tokenizer_training import train_tokenizer
+        from headstart.data.tokenizer_training import train_tokenizer
 
         texts = [t for _, t in self._load_docs()["train"] if isinstance(t, str)][: self.tokenizer_max_texts]
         if not texts:

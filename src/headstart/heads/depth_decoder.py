@@ -16,8 +16,7 @@ bit for bit, which is what lets a GLPN checkpoint's decoder and head load here
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -103,36 +102,3 @@ class DepthDecoder(nn.Module):
 def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize [B, C, h, w] -> [B, C, *size]; equals nn.Upsample(scale_factor=2) on exact doubles."""
     return F.interpolate(x, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
-
-
-# transformers key (after "decoder." / "head.") -> DepthDecoder key
-_GLPN_KEY_RULES: tuple[tuple[str, str], ...] = (
-    (r"^decoder\.stages\.(\d+)\.convolution\.(.+)$", "projections.{0}.{1}"),
-    (r"^decoder\.stages\.(\d+)\.fusion\.convolutional_layer1\.(.+)$", "fusions.{prev}.reduce.{1}"),
-    (r"^decoder\.stages\.(\d+)\.fusion\.convolutional_layer2\.(.+)$", "fusions.{prev}.refine.{1}"),
-    (r"^decoder\.stages\.(\d+)\.fusion\.convolutional_layer3\.(.+)$", "fusions.{prev}.attention.{1}"),
-    (r"^head\.head\.(.+)$", "head.{0}"),
-)
-
-
-def glpn_decoder_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map a ``GLPNForDepthEstimation`` state_dict's decoder/head entries to :class:`DepthDecoder` keys.
-
-    Encoder (``glpn.*``) entries are dropped; a leading ``model.`` prefix (Lightning) is tolerated.
-    Load the result with ``decoder.load_state_dict(mapped, strict=True)``. Stage 0 of
-    transformers' decoder has no fusion, so stage ``i``'s fusion becomes ``fusions.{i-1}``.
-    """
-    mapped: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        key = key.removeprefix("model.")
-        for pattern, template in _GLPN_KEY_RULES:
-            match = re.match(pattern, key)
-            if match is None:
-                continue
-            groups = match.groups()
-            stage_minus_one = int(groups[0]) - 1 if groups[0].isdigit() else -1
-            mapped[template.format(*groups, prev=stage_minus_one)] = value
-            break
-    if not mapped:
-        raise ValueError("no GLPN decoder/head keys ('decoder.stages.*', 'head.head.*') found in state_dict")
-    return mapped

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 
+from headstart.ops.padding import padding_fraction
 from headstart.tasks.base import Task
 from headstart.viz.audio import audio_classification_png, audio_players
 from headstart.viz.figure import draw_each, file_stem
@@ -107,9 +108,3 @@ class AudioClassificationTask(Task):
         targets = batch["labels"][:max_items].tolist()
         captions = [f"pred: {self.labels[p]} / true: {self.labels[t]}" for p, t in zip(preds, targets)]
         return {"val/examples": audio_players(batch["waveforms"], batch["lengths"], self.backbone.sample_rate, captions)}
-
-
-def padding_fraction(batch: dict[str, Any]) -> torch.Tensor:
-    """Share of the padded waveform batch that is padding (stays on device: no host sync)."""
-    waves = batch["waveforms"]
-    return 1.0 - batch["lengths"].sum().float() / max(1, waves.numel())

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from headstart.backbones.wav2vec2 import span_mask
 from headstart.losses.contrastive import contrastive_logits, sample_negatives
+from headstart.ops.span_mask import span_mask
 from headstart.tasks.base import Task
 from headstart.tasks.pretraining import ExportsPretrained
 

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 
-from headstart.data.depth_io import write_depth_png
+from headstart.ops.depth_io import write_depth_png
 from headstart.tasks.base import Task
 from headstart.viz.depth import depth_panel, depth_png, write_depth_colour_png
 from headstart.viz.figure import draw_each, file_stem

@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.ops.ctc_decode import SPECIALS, Decoder, beam_decoder, greedy_decode
-from headstart.tasks.audio_classification import padding_fraction
+from headstart.ops.padding import padding_fraction
 from headstart.tasks.base import Task
 from headstart.viz.audio import audio_players
 
