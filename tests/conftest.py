@@ -26,6 +26,13 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The suite owns its machine: in-process runs use every allowed core (or OMP_NUM_THREADS), not a
+# count measured at the first run, when pip or a previous subprocess may still have been busy.
+if not os.environ.get("OMP_NUM_THREADS"):
+    from headstart.run.threads import pin_threads
+
+    pin_threads()
+
 
 # Learning tests whose threshold has not yet been seen to pass on an idle 2-core machine (they
 # were tuned while the machine was heavily shared). They stay in the suite and run with

@@ -213,14 +213,14 @@ def test_empty_file_is_named(tmp_path: Path, tokenizer) -> None:
     # a preset trains its tokenizer on the data first: the same error comes from there
     dm = TextPretrainingDataModule(source="text", path=str(tmp_path / "empty.txt"), cache_dir=str(tmp_path / "c"))
     with pytest.raises(DataError, match=r"empty\.txt: empty file"):
-        dm.configure({"tokenizer": None, "tokenizer_family": "bert", "tokenizer_vocab_size": 100})
+        dm.configure({"tokenizer": None, "tokenizer_training": {"family": "bert", "vocab_size": 100}})
 
 
 # ---- model hand-off and configs ----------------------------------------------------------------
 def test_preset_tokenizer_info_and_noise_resolution(tmp_path: Path) -> None:
     dm = TextPretrainingDataModule(noise=None, cache_dir=str(tmp_path / "c"), synthetic_sizes={"train": 200, "val": 20},
                                    tokenizer_max_texts=100)
-    answer = dm.configure({"tokenizer": None, "tokenizer_family": "bert", "tokenizer_vocab_size": 300, "max_length": 64})
+    answer = dm.configure({"tokenizer": None, "tokenizer_training": {"family": "bert", "vocab_size": 300}, "max_length": 64})
     tok = answer["tokenizer"]
     info = dm.info()
     assert set(info) == {"vocab_size", "pad_token_id", "mask_token_id", "special_ids", "noise"}
@@ -231,7 +231,7 @@ def test_preset_tokenizer_info_and_noise_resolution(tmp_path: Path) -> None:
     # the trained tokenizer is cached too (training is not deterministic): a second run gets the same one
     again = TextPretrainingDataModule(noise=None, cache_dir=str(tmp_path / "c"), synthetic_sizes={"train": 200, "val": 20},
                                       tokenizer_max_texts=100)
-    same = again.configure({"tokenizer": None, "tokenizer_family": "bert", "tokenizer_vocab_size": 300, "max_length": 64})
+    same = again.configure({"tokenizer": None, "tokenizer_training": {"family": "bert", "vocab_size": 300}, "max_length": 64})
     assert same["tokenizer"].get_vocab() == tok.get_vocab() and same["tokenizer"].mask_token == "[MASK]"
     collator = make_collator({"kind": "mlm", "probability": 0.2}, tok, seed=3, not_a_setting=1)
     assert collator.probability == 0.2 and collator.seed == 3

@@ -183,12 +183,11 @@ class HFTextEncoder(nn.Module):
 
     def data_spec(self) -> dict[str, Any]:
         """What the data pipeline needs from this model: the tokenizer (None for a preset: the data
-        trains one of ``tokenizer_family`` / ``tokenizer_vocab_size`` and answers with it) and the
+        trains one by ``tokenizer_training``, data/tokenizers.py, and answers with it) and the
         longest sequence."""
         return {
             "tokenizer": self.tokenizer,
-            "tokenizer_family": "bert",
-            "tokenizer_vocab_size": self.tokenizer_vocab_size,
+            "tokenizer_training": {"family": "bert", "kind": "wordpiece", "vocab_size": self.tokenizer_vocab_size},
             "max_length": getattr(self.model_config, "max_position_embeddings", None),
         }
 

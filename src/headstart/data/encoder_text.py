@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Sampler
 from headstart.data.base import DataModule
 from headstart.data.errors import OnError, Skipped, load_example, split_skipped
 from headstart.data.samplers import LengthGroupedBatchSampler
+from headstart.data.tokenizers import take_or_train
 
 Item = dict[str, Any] | Skipped
 # Keys padded as token sequences (value: the pad id; None: the tokenizer's pad id).
@@ -118,17 +119,8 @@ class EncoderTextDataModule(DataModule):
     def configure(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Take the model's tokenizer, or train one on the training text and hand it back."""
         self.spec = dict(spec)
-        if spec.get("tokenizer") is not None:
-            self.tokenizer = spec["tokenizer"]
-            return {}
-        from headstart.data.tokenizer_training import FAMILY_KIND, train_tokenizer
-
-        family = spec.get("tokenizer_family", "bert")
-        self.tokenizer = train_tokenizer(
-            self.training_texts(), FAMILY_KIND[family], int(spec.get("tokenizer_vocab_size", 2000)), family,
-            model_max_length=self.max_length,
-        )
-        return {"tokenizer": self.tokenizer}
+        self.tokenizer, answer = take_or_train(spec, self.training_texts, self.max_length)
+        return answer
 
     @property
     def max_length(self) -> int:

@@ -26,12 +26,10 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
-import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
 
 from headstart.data.base import DataModule
@@ -47,6 +45,7 @@ from headstart.data.token_shards import (
     tokenizer_fingerprint,
     write_shard,
 )
+from headstart.data.tokenizers import take_or_train
 
 NoiseKind = Literal["mlm", "infilling", "span_corruption", "auto"]
 
@@ -58,7 +57,7 @@ def resolve_noise(noise: dict[str, Any] | None, spec: dict[str, Any], tokenizer:
     kind = noise.get("kind", "auto")
     if kind == "auto":
         family = str(spec.get("model_type") or (spec.get("tokenizer_training") or {}).get("family")
-                     or spec.get("tokenizer_family") or type(tokenizer).__name__).lower()
+                     or type(tokenizer).__name__).lower()
         kind = "infilling" if "bart" in family else "span_corruption" if "t5" in family else "mlm"
     if kind not in ("mlm", "infilling", "span_corruption"):
         raise DataError(f"noise.kind={kind} is not one of mlm, infilling, span_corruption, auto")
@@ -175,51 +174,20 @@ class TextPretrainingDataModule(DocumentStream, DataModule):
         self.spec = dict(spec)
         if spec.get("max_length"):
             self.block_size = min(self.block_size, int(spec["max_length"]))
-        self.tokenizer = spec.get("tokenizer")
-        answer: dict[str, Any] = {}
-        if self.tokenizer is None:
-            self.tokenizer = self._preset_tokenizer(spec)
-            answer = {"tokenizer": self.tokenizer}
+        max_length = int(spec.get("max_length") or 512)
+
+        def key(settings: dict[str, Any]) -> str:  # the training data and settings
+            return shard_key(**self.source_identity("train"), settings=settings, max_texts=self.tokenizer_max_texts,
+                             max_length=max_length)
+
+        def texts() -> Iterator[str]:  # the first tokenizer_max_texts documents, streamed
+            return itertools.islice((t for _, t in self.iter_docs("train") if isinstance(t, str)), self.tokenizer_max_texts)
+
+        # A preset's tokenizer is cached beside the shards, keyed by the training data and settings:
+        # the next run gets the very same vocabulary and so reuses the shards instead of tokenizing again.
+        self.tokenizer, answer = take_or_train(spec, texts, max_length, cache_dir=self.cache_dir, cache_key=key)
         self.noise = resolve_noise(self.noise_cfg, spec, self.tokenizer)
         return answer
-
-    def _preset_tokenizer(self, spec: dict[str, Any]) -> Any:
-        """A tokenizer for a preset, trained on the first ``tokenizer_max_texts`` training documents.
-
-        Training is not deterministic in ``tokenizers`` (ties), so a tokenizer trained once is cached
-        beside the shards, keyed by the training data and settings: the next run gets the very same
-        vocabulary and so reuses the shards instead of tokenizing again.
-        """
-        from transformers import PreTrainedTokenizerFast
-
-        from headstart.data.tokenizer_training import FAMILY_KIND, train_tokenizer
-
-        if spec.get("tokenizer_training"):
-            settings = dict(spec["tokenizer_training"])
-        else:
-            family = spec.get("tokenizer_family", "bert")
-            settings = {"kind": FAMILY_KIND[family], "family": family,
-                        "vocab_size": int(spec.get("tokenizer_vocab_size", 2000))}
-        max_length = int(spec.get("max_length") or 512)
-        key = shard_key(**self.source_identity("train"), settings=settings, max_texts=self.tokenizer_max_texts,
-                        max_length=max_length)
-        directory = self.cache_dir / f"tokenizer-{key}"
-        if (directory / "tokenizer.json").is_file():
-            rank_zero_info(f"data: reusing cached tokenizer {directory}")
-            return PreTrainedTokenizerFast.from_pretrained(str(directory))
-        texts = (t for _, t in self.iter_docs("train") if isinstance(t, str))
-        tokenizer = train_tokenizer(itertools.islice(texts, self.tokenizer_max_texts), model_max_length=max_length,
-                                    **settings)
-        if len(tokenizer) <= len(special_ids(tokenizer)):
-            raise DataError("no training text to train a tokenizer on")
-        tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-        tokenizer.save_pretrained(str(tmp))
-        try:
-            tmp.rename(directory)
-        except OSError:  # another process cached one first
-            shutil.rmtree(tmp, ignore_errors=True)
-            return PreTrainedTokenizerFast.from_pretrained(str(directory))
-        return tokenizer
 
     def info(self) -> dict[str, Any]:
         tok = self._require_tokenizer()

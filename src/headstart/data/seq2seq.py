@@ -28,6 +28,7 @@ from headstart.data.sources.text import field, read_lines, read_records, require
 from headstart.data.splits import explicit_paths, hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_summarization, make_translation
 from headstart.data.text_lm import ItemsDataset, PromptCollator, read_prompts
+from headstart.data.tokenizers import take_or_train
 
 Pair = tuple[str, "tuple[str, str] | Skipped"]  # (where, (source, target))
 
@@ -232,18 +233,15 @@ class Seq2SeqDataModule(DataModule):
         if spec.get("max_length"):
             self.max_source_length = min(self.max_source_length, int(spec["max_length"]))
             self.max_target_length = min(self.max_target_length, int(spec["max_length"]))
-        self.tokenizer = spec.get("tokenizer")
-        if self.tokenizer is not None:
-            return {}
-        from headstart.data.tokenizer_training import train_tokenizer
+        self.tokenizer, answer = take_or_train(spec, self._tokenizer_texts, int(spec.get("max_length") or 1024))
+        return answer
 
+    def _tokenizer_texts(self) -> list[str]:
+        """Sources (with their prefix) and targets of the first ``tokenizer_max_texts`` training pairs."""
         pairs = [p for _, p in self._load_pairs()["train"] if not isinstance(p, Skipped)][: self.tokenizer_max_texts]
         if not pairs:
             raise DataError("no training pairs to train a tokenizer on")
-        texts = [self.source_prefix + s for s, _ in pairs] + [t for _, t in pairs]
-        settings = dict(spec.get("tokenizer_training") or {})
-        self.tokenizer = train_tokenizer(texts, model_max_length=int(spec.get("max_length") or 1024), **settings)
-        return {"tokenizer": self.tokenizer}
+        return [self.source_prefix + s for s, _ in pairs] + [t for _, t in pairs]
 
     def info(self) -> dict[str, Any]:
         return {}

@@ -25,6 +25,7 @@ from headstart.data.packing import pack_documents
 from headstart.data.sources.text import field, read_lines, read_records, require_columns
 from headstart.data.splits import hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
+from headstart.data.tokenizers import take_or_train
 
 Doc = tuple[str, "str | Skipped"]  # (where, text)
 TEXT_SUFFIXES = (".txt", ".text", ".raw", ".tokens", ".md")
@@ -183,17 +184,14 @@ class TextLMDataModule(DataModule):
         self.spec = dict(spec)
         if spec.get("max_length"):
             self.block_size = min(self.block_size, int(spec["max_length"]))
-        self.tokenizer = spec.get("tokenizer")
-        if self.tokenizer is not None:
-            return {}
-        from headstart.data.tokenizer_training import train_tokenizer
+        self.tokenizer, answer = take_or_train(spec, self._tokenizer_texts, int(spec.get("max_length") or 1024))
+        return answer
 
+    def _tokenizer_texts(self) -> list[str]:
         texts = [t for _, t in self._load_docs()["train"] if isinstance(t, str)][: self.tokenizer_max_texts]
         if not texts:
             raise DataError("no training documents to train a tokenizer on")
-        settings = dict(spec.get("tokenizer_training") or {})
-        self.tokenizer = train_tokenizer(texts, model_max_length=int(spec.get("max_length") or 1024), **settings)
-        return {"tokenizer": self.tokenizer}
+        return texts
 
     def info(self) -> dict[str, Any]:
         return {}

@@ -98,6 +98,16 @@ def choose_threads(
     return (free, "affinity+load") if free < cores else (cores, "affinity")
 
 
+def pin_threads(count: int | None = None) -> int:
+    """Make ``count`` (default: the allowed cores) this process's automatic choice from now on,
+    without measuring: for a process that owns its machine (the test suite), where one busy moment
+    at the first run must not decide the thread count of every later one."""
+    global _CHOSEN
+    _CHOSEN = (int(count or allowed_cores()), "pinned")
+    torch.set_num_threads(_CHOSEN[0])
+    return _CHOSEN[0]
+
+
 def apply_thread_policy(cfg: Mapping[str, Any] | None = None) -> int:
     """Set torch's intra-op threads by the policy above; returns the count now in use.
 
