@@ -118,10 +118,13 @@ def test_busy_cores_counts_other_processes_now_and_not_this_one():
     import subprocess
     import threading
 
+    baseline = busy_cores(0.5)
+    if baseline > 0.4:
+        pytest.skip(f"other work keeps {baseline:.1f} cores busy: nothing to measure against")
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
-        assert busy_cores(0.5) >= 0.6
+        assert busy_cores(0.5) >= baseline + 0.6
     finally:
         spinner.kill()
         spinner.wait()
@@ -129,7 +132,7 @@ def test_busy_cores_counts_other_processes_now_and_not_this_one():
     spin = threading.Thread(target=lambda: [None for _ in iter(lambda: time.monotonic() < stop, False)])
     spin.start()
     try:
-        assert busy_cores(0.5) < 0.6  # the other process is gone; our own spinning thread is left out
+        assert busy_cores(0.5) < baseline + 0.5  # the other process is gone; our own spinning thread is left out
     finally:
         spin.join()
 

@@ -182,7 +182,8 @@ def test_a_resumed_preset_reuses_the_saved_tokenizer_instead_of_training_another
     first = instantiate(without(cfg.model, MODEL_META_KEYS), _convert_="all")
     datamodule = instantiate(cfg.data, _convert_="all")
     first.attach(**datamodule.configure(first.data_spec()))
-    meta = {"model_rebuild": first.rebuild_kwargs(), "wandb_run_id": "abc123"}  # saves config + tokenizer
+    first.save_for_rebuild()  # config + tokenizer into the run directory, as the builder does
+    meta = {"model_rebuild": first.rebuild_kwargs(), "wandb_run_id": "abc123"}
     again = instantiate(without(cfg.model, MODEL_META_KEYS), _convert_="all")
     assert reuse_run_tokenizer(again, meta)
     assert again.tokenizer.get_vocab() == first.tokenizer.get_vocab()

@@ -29,6 +29,7 @@ from torch import nn
 from transformers import AutoImageProcessor, DetrForObjectDetection, DetrModel
 
 from headstart.backbones.base import HubUnreachableError, load_or_explain
+from headstart.backbones.contract import DataSpec
 from headstart.backbones.hf_vision import IMAGENET_MEAN, IMAGENET_STD, build_hf_config
 
 # DetectionHead key <- DetrForObjectDetection key
@@ -178,7 +179,7 @@ class DetrBackbone(nn.Module):
             weights["class_head.bias"] = self._head_weights["class_head.bias"][index]
         return weights
 
-    def data_spec(self) -> dict[str, Any]:
+    def data_spec(self) -> DataSpec:
         """image_size (shortest side), max_size (longest side), image_mean, image_std."""
         return dict(self._spec)
 

@@ -20,6 +20,7 @@ from torch import nn
 from transformers import AutoImageProcessor, GLPNForDepthEstimation, GLPNModel
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.contract import DataSpec
 from headstart.backbones.hf_vision import build_hf_config
 
 # GLPN's image processor only rescales to [0, 1]: no mean/std normalisation.
@@ -114,7 +115,7 @@ class GLPNEncoder(nn.Module):
             "size_multiple": int(multiple),
         }
 
-    def data_spec(self) -> dict[str, Any]:
+    def data_spec(self) -> DataSpec:
         """What the data pipeline needs: image_mean, image_std, size_multiple (pad batches to it)."""
         return dict(self._spec)
 

@@ -43,6 +43,7 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutput
 
 from headstart.backbones.base import load_or_explain
+from headstart.backbones.contract import DataSpec
 from headstart.backbones.from_scratch import random_init_config
 
 Architecture = Literal["causal", "seq2seq"]
@@ -248,7 +249,7 @@ class HFLanguageModel(nn.Module):
         pad = self.tokenizer.pad_token_id
         return int(pad if pad is not None else self.tokenizer.eos_token_id)
 
-    def data_spec(self) -> dict[str, Any]:
+    def data_spec(self) -> DataSpec:
         """tokenizer (None until a preset's one is trained), tokenizer_training, max_length, architecture,
         model_type (the transformers family: bart, t5, mbart... picks the denoising noise)."""
         max_length = getattr(self.model_config, "n_positions", None) or getattr(self.model_config, "max_position_embeddings", None)

@@ -22,6 +22,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.contract import DataSpec
 from headstart.backbones.from_scratch import random_init_config
 
 
@@ -57,7 +58,7 @@ class HFTextEncoder(nn.Module):
     config: config keys to override (e.g. ``hidden_dropout_prob``).
     gradient_checkpointing: recompute activations in backward to save memory.
     freeze: no gradients into the encoder (only the head trains).
-    save_dir: where ``rebuild_kwargs`` writes config + tokenizer (in the run directory), so a
+    save_dir: where ``save_for_rebuild`` writes config + tokenizer (in the run directory), so a
         checkpoint of this run rebuilds offline with the very tokenizer it was trained with.
     tokenizer_vocab_size: vocabulary size of the tokenizer a preset trains on the task's text.
     """
@@ -145,25 +146,35 @@ class HFTextEncoder(nn.Module):
         if tokenizer is not None:
             self.attach_tokenizer(tokenizer)
 
-    def rebuild_kwargs(self) -> dict[str, Any]:
-        """Constructor overrides that rebuild this architecture offline, its tokenizer included.
+    def save_for_rebuild(self) -> None:
+        """Write config and tokenizer to ``save_dir`` (the run directory), for :meth:`rebuild_kwargs`.
 
-        Config and tokenizer are written to ``save_dir`` (the run directory) and the rebuild
-        points ``checkpoint`` there with ``pretrained=False``: the weights come from the
-        Lightning checkpoint, the tokenizer from the same directory as the config, so neither
-        the hub nor the training text is needed again.
+        The builder calls this once when training starts; a rebuilt run (``checkpoint`` already
+        there) and a model without ``save_dir`` write nothing.
         """
         self._require_model()
-        if self.save_dir is not None:
-            directory = str(Path(self.save_dir).resolve())
-            if _resolved(self.checkpoint) != Path(directory):  # a rebuilt run already reads from there
-                Path(directory).mkdir(parents=True, exist_ok=True)
-                self.model_config.save_pretrained(directory)
-                self.tokenizer.save_pretrained(directory)
-        elif self.preset is None:
-            directory = self.checkpoint
-        else:
-            raise RuntimeError("model.save_dir is needed to save a preset model's tokenizer for rebuilding")
+        if self.save_dir is None:
+            return
+        directory = Path(self.save_dir).resolve()
+        if _resolved(self.checkpoint) != directory:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.model_config.save_pretrained(str(directory))
+            self.tokenizer.save_pretrained(str(directory))
+        self._rebuild_dir = str(directory)
+
+    def rebuild_kwargs(self) -> dict[str, Any]:
+        """Constructor overrides that rebuild this architecture offline, its tokenizer included (no
+        side effects: the files are written by :meth:`save_for_rebuild`).
+
+        The rebuild points ``checkpoint`` at the saved directory (else at the checkpoint this model
+        came from) with ``pretrained=False``: the weights come from the Lightning checkpoint, the
+        tokenizer from the same directory as the config, so neither the hub nor the training text
+        is needed again.
+        """
+        self._require_model()
+        directory = getattr(self, "_rebuild_dir", None) or (self.checkpoint if self.preset is None else None)
+        if directory is None:
+            raise RuntimeError("a preset model's tokenizer must be saved first: model.save_dir and save_for_rebuild()")
         return {"checkpoint": directory, "preset": None, "pretrained": False, "config": _json_config(self.model_config)}
 
     def _set_model(self, model: PreTrainedModel) -> None:
@@ -181,7 +192,7 @@ class HFTextEncoder(nn.Module):
         if self.freeze:
             model.requires_grad_(False)
 
-    def data_spec(self) -> dict[str, Any]:
+    def data_spec(self) -> DataSpec:
         """What the data pipeline needs from this model: the tokenizer (None for a preset: the data
         trains one by ``tokenizer_training``, data/tokenizers.py, and answers with it) and the
         longest sequence."""

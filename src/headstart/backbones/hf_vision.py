@@ -13,6 +13,7 @@ from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, PretrainedConfig
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.contract import DataSpec
 from headstart.backbones.from_scratch import random_init_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -122,7 +123,7 @@ class HFImageEncoder(nn.Module):
             "image_std": tuple(image_std or std),
         }
 
-    def data_spec(self) -> dict[str, Any]:
+    def data_spec(self) -> DataSpec:
         """What the data pipeline needs from this model: image_size, image_mean, image_std."""
         return dict(self._spec)
 

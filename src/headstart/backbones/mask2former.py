@@ -15,6 +15,7 @@ from torch import nn
 from transformers import Mask2FormerModel
 
 from headstart.backbones.base import load_or_explain
+from headstart.backbones.contract import DataSpec
 from headstart.backbones.hf_vision import build_hf_config, processor_image_spec
 
 
@@ -70,7 +71,7 @@ class Mask2FormerBackbone(nn.Module):
         if freeze_encoder:
             self.model.pixel_level_module.encoder.requires_grad_(False)
 
-    def data_spec(self) -> dict[str, Any]:
+    def data_spec(self) -> DataSpec:
         """image_size (crop side, a multiple of 32), image_mean, image_std."""
         return dict(self._spec)
 

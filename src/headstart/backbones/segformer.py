@@ -9,6 +9,7 @@ from torch import nn
 from transformers import SegformerModel
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.contract import DataSpec
 from headstart.backbones.hf_vision import build_hf_config, processor_image_spec
 
 
@@ -54,7 +55,7 @@ class SegformerBackbone(nn.Module):
         if freeze:
             self.model.requires_grad_(False)
 
-    def data_spec(self) -> dict[str, Any]:
+    def data_spec(self) -> DataSpec:
         """image_size (crop side), image_mean, image_std."""
         return dict(self._spec)
 

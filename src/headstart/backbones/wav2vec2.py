@@ -34,6 +34,7 @@ from torch import nn
 
 from headstart.backbones import wav2vec2_io
 from headstart.backbones.base import EncoderOutput
+from headstart.backbones.contract import DataSpec
 from headstart.ops.span_mask import span_mask
 
 # Same 7-layer conv stack shape (so frame stride 320 and receptive field 400 samples, as
@@ -139,7 +140,7 @@ class Wav2Vec2Backbone(nn.Module):
         self.freeze(False)
 
     # ---- the model/data hand-off ----------------------------------------------------------------
-    def data_spec(self) -> dict[str, Any]:
+    def data_spec(self) -> DataSpec:
         """What the audio pipeline needs: sample rate, frame geometry and the CTC vocabularies.
 
         ``ctc_vocab``: labels this model was trained with (a rebuilt checkpoint; the data must

@@ -106,6 +106,8 @@ def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: boo
     answer = datamodule.configure(backbone.data_spec())
     if answer:
         backbone.attach(**answer)
+    if for_training and hasattr(backbone, "save_for_rebuild"):
+        backbone.save_for_rebuild()  # the files rebuild_kwargs() points at (e.g. a preset's tokenizer)
     info = dict(meta["data_info"]) if meta is not None else datamodule.info()
     try:
         task = instantiate(without(cfg.task, TASK_META_KEYS), backbone=backbone, **info, _convert_="all")
