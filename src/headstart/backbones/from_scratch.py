@@ -1,4 +1,8 @@
-"""``model.pretrained=false``: a family's architecture with random weights, also without the hub.
+"""Random-init configs of the transformers families: ``model.preset`` and ``model.pretrained=false``.
+
+:func:`preset_config`: a named small architecture from the model's ``presets``.
+
+``model.pretrained=false``: a family's architecture with random weights, also without the hub.
 
 With a reachable checkpoint (hub id in the cache or online, or a local directory) the
 architecture is the checkpoint's, with ``model.config`` overrides. When only its config would
@@ -19,6 +23,24 @@ from transformers import AutoConfig, PretrainedConfig
 from headstart.backbones.base import HubUnreachableError, load_or_explain
 
 log = logging.getLogger(__name__)
+
+
+def plain(value: Any) -> Any:
+    """Hydra hands over DictConfig/ListConfig; transformers configs want plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return [plain(v) for v in value]
+    return value
+
+
+def preset_config(preset: str, presets: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> PretrainedConfig:
+    """The config of ``model.preset`` (a named small random-init architecture, offline) with
+    ``model.config`` overrides; the one preset resolver of the transformers families."""
+    presets = plain(presets or {})
+    if preset not in presets:
+        raise ValueError(f"model.preset={preset} is not defined; choose one of {sorted(presets)}")
+    return AutoConfig.for_model(**{**presets[preset], **plain(dict(overrides))})
 
 
 def family_model_type(presets: Mapping[str, Mapping[str, Any]] | None, overrides: Mapping[str, Any]) -> str | None:

@@ -26,7 +26,6 @@ and position embeddings, in front of the model's encoder, as BART's paper does f
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +43,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from headstart.backbones.base import load_or_explain
 from headstart.backbones.contract import DataSpec
-from headstart.backbones.from_scratch import random_init_config
+from headstart.backbones.from_scratch import plain, preset_config, random_init_config
 
 Architecture = Literal["causal", "seq2seq"]
 _AUTO = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}
@@ -58,15 +57,6 @@ def shift_right(labels: torch.Tensor, pad_id: int, start_id: int) -> torch.Tenso
     shifted = labels.new_full(labels.shape, start_id)
     shifted[:, 1:] = labels[:, :-1]
     return shifted.masked_fill_(shifted == -100, pad_id)
-
-
-def _plain(value: Any) -> Any:
-    """Hydra hands over DictConfig/ListConfig; transformers configs want plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value
 
 
 class SourceEncoder(nn.Module):
@@ -140,31 +130,28 @@ class HFLanguageModel(nn.Module):
         self.checkpoint = checkpoint
         self.architecture: Architecture = architecture
         self.preset = preset
-        self.tokenizer_training = _plain(tokenizer_training or {})
-        self.tokenizer_kwargs = _plain(tokenizer_kwargs or {})
+        self.tokenizer_training = plain(tokenizer_training or {})
+        self.tokenizer_kwargs = plain(tokenizer_kwargs or {})
         self.tokenizer_save_dir = tokenizer_save_dir
         self.task_prefixes = dict(task_prefixes or {})
-        self.source_encoder_kwargs = _plain(source_encoder) if source_encoder else None
-        self.model_kwargs = _plain(model_kwargs or {})
+        self.source_encoder_kwargs = plain(source_encoder) if source_encoder else None
+        self.model_kwargs = plain(model_kwargs or {})
         self.gradient_checkpointing = gradient_checkpointing
         self.freeze = freeze
         self.tokenizer: Any = None
         self.model: PreTrainedModel | None = None
         self.source_encoder: SourceEncoder | None = None
         self._tokenizer_source = tokenizer_dir or checkpoint
-        overrides = _plain(config or {})
+        overrides = plain(config or {})
         if preset is not None:
-            presets = _plain(presets or {})
-            if preset not in presets:
-                raise ValueError(f"model.preset={preset} is not defined; choose one of {sorted(presets)}")
-            self.model_config: PretrainedConfig = AutoConfig.for_model(**{**presets[preset], **overrides})
+            self.model_config: PretrainedConfig = preset_config(preset, presets, overrides)
             if tokenizer_dir:
                 self.attach(tokenizer=self._load_tokenizer(tokenizer_dir))
         elif "model_type" in overrides:  # rebuilt from a checkpoint's meta: no hub, weights come later
             self.model_config = AutoConfig.for_model(**overrides)
             self.tokenizer = self._load_tokenizer(self._tokenizer_source)
             self._set_model(_AUTO[architecture].from_config(self.model_config, **self.model_kwargs))
-        elif not pretrained and not (scratch := random_init_config(checkpoint, _plain(presets or {}), overrides))[1]:
+        elif not pretrained and not (scratch := random_init_config(checkpoint, plain(presets or {}), overrides))[1]:
             # pretrained=false without the hub: the family's default config (backbones.from_scratch),
             # a tokenizer trained on the task's text and the model built when it arrives, as a preset
             self.model_config = scratch[0]

@@ -13,7 +13,6 @@ The tokenizer always comes from the same place as the weights:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig,
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
 from headstart.backbones.contract import DataSpec
-from headstart.backbones.from_scratch import random_init_config
-
-
-def _plain(value: Any) -> Any:
-    """Hydra hands over DictConfig/ListConfig; transformers configs want plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value
+from headstart.backbones.from_scratch import plain, preset_config, random_init_config
 
 
 def _resolved(path: str) -> Path | None:
@@ -84,15 +74,12 @@ class HFTextEncoder(nn.Module):
         self.freeze = freeze
         self.tokenizer: Any = None
         self.model: PreTrainedModel | None = None
-        overrides = _plain(config or {})
+        overrides = plain(config or {})
         if preset is not None:
-            presets = _plain(presets or {})
-            if preset not in presets:
-                raise ValueError(f"model.preset={preset} is not defined; choose one of {sorted(presets)}")
             # Built now so hidden_size is known before the tokenizer arrives; the model waits for it.
-            self.model_config: PretrainedConfig = AutoConfig.for_model(**{**presets[preset], **overrides})
+            self.model_config: PretrainedConfig = preset_config(preset, presets, overrides)
         elif not pretrained:
-            self._random_init(checkpoint, _plain(presets or {}), overrides)
+            self._random_init(checkpoint, plain(presets or {}), overrides)
         else:
             self._load_checkpoint(checkpoint, pretrained, overrides)
         self.hidden_size = int(self.model_config.hidden_size)

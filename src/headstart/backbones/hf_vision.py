@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, PretrainedCo
 
 from headstart.backbones.base import EncoderOutput, load_or_explain
 from headstart.backbones.contract import DataSpec
-from headstart.backbones.from_scratch import random_init_config
+from headstart.backbones.from_scratch import preset_config, random_init_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,10 +39,7 @@ def build_hf_config(
     load_kwargs: ``AutoConfig.from_pretrained`` arguments for that case (e.g. ``revision``).
     """
     if preset is not None:
-        if preset not in presets:
-            raise ValueError(f"model.preset={preset} is not defined; choose one of {sorted(presets)}")
-        kwargs = {**presets[preset], **overrides}
-        return AutoConfig.for_model(**kwargs), False
+        return preset_config(preset, presets, overrides), False
     if "model_type" in overrides:
         return AutoConfig.for_model(**overrides), False
     if not pretrained:
