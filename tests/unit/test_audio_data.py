@@ -48,6 +48,20 @@ def test_load_audio_mixes_resamples_and_normalises(tmp_path: Path) -> None:
     assert audio_duration(path) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("rates", [(8000, 16000), (44100, 16000), (22050, 16000)])
+def test_resample_with_a_cached_kernel_equals_torchaudios_function(rates: tuple[int, int]) -> None:
+    """Bit for bit, for several clips of one rate pair (the kernel is built once and reused)."""
+    import torchaudio.functional
+
+    from headstart.data.audio_io import resample
+
+    rng = np.random.default_rng(0)
+    for length in (1000, 4321, 8000):
+        wave = rng.standard_normal(length).astype(np.float32)
+        expected = torchaudio.functional.resample(torch.from_numpy(wave), *rates).numpy()
+        assert np.array_equal(resample(wave, *rates), expected)
+
+
 def test_normalisation_matches_transformers_feature_extractor() -> None:
     wave = np.random.default_rng(0).standard_normal(3000).astype(np.float32) * 0.2 + 0.3
     ref = transformers.Wav2Vec2FeatureExtractor(do_normalize=True)(wave, sampling_rate=16000).input_values[0]

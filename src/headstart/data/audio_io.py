@@ -7,8 +7,10 @@ so a data pipeline can report it or, with ``data.on_error=skip``, count and skip
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
+import math
 import os
 import struct
 from pathlib import Path
@@ -17,7 +19,11 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+
+try:  # torchaudio's own kernel builder and applier (private; pinned torchaudio 2.11)
+    from torchaudio.functional.functional import _apply_sinc_resample_kernel, _get_sinc_resample_kernel
+except ImportError:  # pragma: no cover - another torchaudio: the public function, kernel rebuilt per call
+    _get_sinc_resample_kernel = None
 
 AudioSource = str | Path | bytes
 log = logging.getLogger(__name__)
@@ -80,11 +86,31 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """wave: [T] -> [T * target_rate / orig_rate] float32 (torchaudio's sinc resampler)."""
+    """wave: [T] -> [T * target_rate / orig_rate] float32 (torchaudio's sinc resampler).
+
+    The sinc kernel of each rate pair is built once per process (``torchaudio.functional.resample``
+    rebuilds it on every call: 40% of resampling time, measured on 8 kHz FSDD clips); the output is
+    the same, bit for bit.
+    """
     if orig_rate == target_rate:
         return wave.astype(np.float32, copy=False)
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), orig_rate, target_rate)
-    return out.numpy()
+    wave_t = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    if _get_sinc_resample_kernel is None:
+        import torchaudio.functional
+
+        return torchaudio.functional.resample(wave_t, orig_rate, target_rate).numpy()
+    kernel, width = _sinc_kernel(int(orig_rate), int(target_rate))
+    gcd = math.gcd(int(orig_rate), int(target_rate))
+    return _apply_sinc_resample_kernel(wave_t, int(orig_rate), int(target_rate), gcd, kernel, width).numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _sinc_kernel(orig_rate: int, target_rate: int) -> tuple[torch.Tensor, int]:
+    """The kernel ``torchaudio.functional.resample`` builds with its defaults (sinc_interp_hann,
+    lowpass width 6, rolloff 0.99) for float32 CPU waveforms: the same call, made once."""
+    gcd = math.gcd(orig_rate, target_rate)
+    return _get_sinc_resample_kernel(orig_rate, target_rate, gcd, 6, 0.99, "sinc_interp_hann", None,
+                                     torch.device("cpu"), torch.float32)
 
 
 def zero_mean_unit_var(wave: np.ndarray, eps: float = 1e-7) -> np.ndarray:
