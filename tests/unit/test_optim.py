@@ -45,3 +45,30 @@ def test_warmup_then_cosine_to_min() -> None:
     assert lrs[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_adamw_is_fused_on_cpu_and_steps_like_the_unfused_one() -> None:
+    """CPU gets torch's fused AdamW kernel (as transformers' Trainer does); a config that sets
+    foreach/fused keeps its choice; an optimizer without the kernel is built as configured."""
+    from functools import partial
+
+    from headstart.tasks.optim import make_optimizer
+
+    torch.manual_seed(0)
+    a, b = nn.Linear(8, 8), nn.Linear(8, 8)
+    b.load_state_dict(a.state_dict())
+    cpu = torch.device("cpu")
+    fused = make_optimizer(partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.01), [{"params": list(a.parameters())}], cpu)
+    plain = make_optimizer(partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.01, foreach=False),
+                           [{"params": list(b.parameters())}], cpu)
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    x = torch.randn(16, 8)
+    for _ in range(5):
+        for model, optimizer in ((a, fused), (b, plain)):
+            optimizer.zero_grad()
+            model(x).pow(2).mean().backward()
+            optimizer.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+    rprop = make_optimizer(partial(torch.optim.Rprop, lr=1e-2), [{"params": list(a.parameters())}], cpu)
+    assert isinstance(rprop, torch.optim.Rprop)
