@@ -195,3 +195,19 @@ def test_stateful_loader_resumes_mid_epoch_with_the_same_examples() -> None:
     resumed.load_state_dict(state)
     torch.manual_seed(999)
     assert epochs(resumed, 0) == whole[2:]
+
+
+def test_default_workers_follow_the_cpu_affinity_not_the_machine() -> None:
+    """Pinned to one core (taskset -c 0), a run starts no loader worker to fight it for that core."""
+    import os
+
+    from headstart.data.base import default_num_workers
+
+    saved = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(saved)})
+        assert default_num_workers() == 0
+        os.sched_setaffinity(0, saved)
+        assert default_num_workers() == min(8, len(saved) - 1)
+    finally:
+        os.sched_setaffinity(0, saved)

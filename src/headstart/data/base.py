@@ -17,8 +17,13 @@ from headstart.data.seeded import EpochKeyedBatches, SeededSamples
 
 
 def default_num_workers() -> int:
-    """One worker per spare core, at most 8 (the main process keeps one core)."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    """One worker per spare core this process may run on (its CPU affinity, as ``taskset`` or a
+    scheduler sets it; not the machine's count), at most 8; the main process keeps one core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows: no affinity call
+        cores = os.cpu_count() or 1
+    return max(0, min(8, cores - 1))
 
 
 class DataModule(LightningDataModule):
