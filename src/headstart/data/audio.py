@@ -96,12 +96,12 @@ class AudioDataModule(DataModule):
         self.predict_chunk_seconds = predict_chunk_seconds
         self.collate = partial(collate_audio, kind=self.kind)
         self.splits: Splits = {}
-        self.hf_class_names: list[str] | None = None
+        self.class_names: list[str] | None = None
         self.dropped: dict[str, int] = {}
 
     # ---- subclass hooks -----------------------------------------------------------------------
     def _hf_splits(self) -> Splits:
-        self.hf_class_names, splits = hf_splits(
+        self.class_names, splits = hf_splits(
             require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["splits"], self.columns["audio_column"],
             self.columns["target_column"], self.val_fraction, self.seed,
         )  # fmt: skip
@@ -127,16 +127,20 @@ class AudioDataModule(DataModule):
     def sample_rate(self) -> int:
         return int(self.spec.get("sample_rate", 16000))
 
-    def _load_splits(self) -> None:
-        if self.splits:
-            return
-        splits = pick_source(self.source, {
+    def _readers(self) -> dict[str, Callable[[], Splits]]:
+        """``data.source`` -> the reader listing its splits (a subclass may replace one)."""
+        return {
             "synthetic": self._synthetic,
             "folder": lambda: folder_splits(self.paths, self._folder_listing()),
             "manifest": lambda: manifest_splits(self.paths, **{**self.columns, "audio_column": self.path_column},
                                                 on_error=self.on_error),
             "hf": self._hf_splits,
-        }, self.task_name)
+        }
+
+    def _load_splits(self) -> None:
+        if self.splits:
+            return
+        splits = pick_source(self.source, self._readers(), self.task_name)
         if "val" not in splits:
             splits["train"], splits["val"] = hold_out(splits["train"], self.val_fraction, self.seed)
         self.splits = {split: self._filter(split, items) for split, items in splits.items()}
@@ -254,16 +258,15 @@ class AudioClassificationDataModule(AudioDataModule):
         for items in splits.values():
             for item in items:
                 item.target = CLASS_NAMES[item.target]
+        self.class_names = list(CLASS_NAMES[: self.synthetic["num_classes"]])
         return splits
 
     def _folder_listing(self) -> Callable[[Path], list[AudioItem]]:
         return class_folder
 
     def _prepare_targets(self) -> None:
-        if self.source == "synthetic":
-            self.labels = list(CLASS_NAMES[: self.synthetic["num_classes"]])
-        elif self.hf_class_names is not None:
-            self.labels = list(self.hf_class_names)
+        if self.class_names is not None:  # set by the reader: the synthetic set's or a ClassLabel's names
+            self.labels = list(self.class_names)
         else:
             self.labels = sorted({str(item.target) for item in self.splits["train"] if item.error is None})
 

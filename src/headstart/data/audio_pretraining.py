@@ -28,6 +28,7 @@ from headstart.data.audio_batches import AudioDataset
 from headstart.data.audio_io import zero_mean_unit_var
 from headstart.data.errors import DataError, split_skipped
 from headstart.data.sources.audio import AUDIO_EXTENSIONS, AudioItem, Splits, decode, synthetic_splits
+from headstart.data.splits import require_hf_name
 from headstart.data.synthetic.audio_sequences import make_tone_sequences
 
 
@@ -126,15 +127,11 @@ class AudioPretrainingDataModule(AudioDataModule):
     def _folder_listing(self) -> Callable[[Path], list[AudioItem]]:
         return audio_tree
 
-    def _load_splits(self) -> None:
-        if self.source == "hf" and not self.splits:  # only the audio column (no targets to read)
-            if self.hf["name"] is None:
-                raise DataError("data.source=hf needs data.hf_name (a hub name or a local dataset directory)")
-            self.splits = {split: self._filter(split, items) for split, items in hf_audio_splits(
-                self.hf["name"], self.hf["subset"], self.hf["splits"], self.columns["audio_column"],
-                self.val_fraction, self.seed).items()}  # fmt: skip
-            return
-        super()._load_splits()
+    def _readers(self) -> dict[str, Callable[[], Splits]]:
+        """The hub reader takes only the audio column: pretraining reads no targets."""
+        return {**super()._readers(), "hf": lambda: hf_audio_splits(
+            require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["splits"], self.columns["audio_column"],
+            self.val_fraction, self.seed)}
 
     def _targets(self, split: str, items: list[AudioItem]) -> list[Any]:
         return [None] * len(items)

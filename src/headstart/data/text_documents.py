@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from headstart.data.errors import DataError, Skipped
-from headstart.data.sources.text import field, read_lines, read_records, require_columns
+from headstart.data.sources.text import read_lines, record_texts
 from headstart.data.splits import pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 from headstart.data.text_lm import TEXT_SUFFIXES, iter_paragraphs
 from headstart.data.token_shards import Doc, files_fingerprint
 
 RECORD_SUFFIXES = {"jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv", ".tsv")}
+SUFFIXES = {"text": TEXT_SUFFIXES, **RECORD_SUFFIXES}
 
 
 class DocumentStream:
@@ -53,22 +54,24 @@ class DocumentStream:
         """Split -> what it reads (files, an hf split name, a synthetic size); "val" may be held out."""
         if self._splits is not None:
             return self._splits
-        files = lambda: dict(split_files(  # noqa: E731
-            **self.paths, suffixes=TEXT_SUFFIXES if self.source == "text" else RECORD_SUFFIXES[self.source]))
+        files = lambda: dict(split_files(**self.paths, suffixes=SUFFIXES[self.source]))  # noqa: E731
         splits: dict[str, Any] = pick_source(self.source, {
             "synthetic": lambda: dict(self.synthetic_sizes), "text": files, "jsonl": files, "csv": files,
-            "hf": lambda: require_hf_name(self.hf["name"]) and {
-                ours: theirs for ours, theirs in self.hf["splits"].items() if theirs is not None},
+            "hf": self._hf_split_sources,
         }, "pretraining")
         if "train" not in splits:
             raise DataError("no training split configured")
-        if self.source == "hf":  # a split the dataset lacks is left out (val is then held out of train)
-            available = self._hf_split_names()
-            splits = {k: v for k, v in splits.items() if k == "train" or available is None or v in available}
         if "val" not in splits:
             splits["val"] = "held-out"
         self._splits = splits
         return splits
+
+    def _hf_split_sources(self) -> dict[str, str]:
+        """Our split -> the dataset's split name; one the dataset lacks is left out (val is then held out)."""
+        require_hf_name(self.hf["name"])
+        splits = {ours: theirs for ours, theirs in self.hf["splits"].items() if theirs is not None}
+        available = self._hf_split_names()
+        return {k: v for k, v in splits.items() if k == "train" or available is None or v in available}
 
     def iter_docs(self, split: str) -> Iterator[Doc]:
         """(where, text or Skipped) of ``split``'s documents, one at a time."""
@@ -90,14 +93,17 @@ class DocumentStream:
 
     def _raw_docs(self, split: str) -> Iterator[Doc]:
         source = self._split_sources()[split]
-        if self.source == "synthetic":
-            offset = sorted(self.synthetic_sizes).index(split)
-            low, high = self.synthetic_sentences
-            made = make_grammar_documents(int(source), self.seed + 1000 * offset, low, high)
-            return ((f"synthetic:{split}:{i}", d["text"]) for i, d in enumerate(made))
-        if self.source == "hf":
-            return self._hf_docs(split, source)
-        return (doc for file in source for doc in self._file_docs(Path(file)))
+        files = lambda: (doc for file in source for doc in self._file_docs(Path(file)))  # noqa: E731
+        return pick_source(self.source, {
+            "synthetic": lambda: self._synthetic_docs(split, int(source)), "hf": lambda: self._hf_docs(split, source),
+            "text": files, "jsonl": files, "csv": files,
+        }, "pretraining")
+
+    def _synthetic_docs(self, split: str, n: int) -> Iterator[Doc]:
+        offset = sorted(self.synthetic_sizes).index(split)
+        low, high = self.synthetic_sentences
+        made = make_grammar_documents(n, self.seed + 1000 * offset, low, high)
+        return ((f"synthetic:{split}:{i}", d["text"]) for i, d in enumerate(made))
 
     def _file_docs(self, file: Path) -> Iterator[Doc]:
         """Documents of one file; a file without any is an error naming it (or a counted skip)."""
@@ -111,21 +117,11 @@ class DocumentStream:
             yield str(file), Skipped(str(file), "empty file (no text)")
 
     def _read_file(self, file: Path) -> Iterator[Doc]:
-        if self.source == "text":
-            yield from iter_paragraphs(read_lines(file, self.on_error, skip_blank=False), self.document_split)
-            return
-        for where, record in read_records(file, self.on_error):
-            if isinstance(record, Skipped):
-                yield where, record
-                continue
-            try:
-                require_columns(where, record, [self.text_column])
-            except DataError as err:
-                if self.on_error != "skip":
-                    raise
-                yield where, Skipped(where, str(err).split(": ", 1)[-1])
-                continue
-            yield where, str(field(record, self.text_column))
+        records = lambda: record_texts(file, self.text_column, self.on_error)  # noqa: E731
+        return pick_source(self.source, {
+            "text": lambda: iter_paragraphs(read_lines(file, self.on_error, skip_blank=False), self.document_split),
+            "jsonl": records, "csv": records,
+        }, "pretraining")
 
     def _hf_split_names(self) -> list[str] | None:
         """The dataset's split names (None: unknown, e.g. the hub is unreachable; reading will say)."""
@@ -174,15 +170,13 @@ class DocumentStream:
         """What ``split``'s documents are (files with sizes and mtimes, hf name and split, synthetic seed)."""
         source = self._split_sources()[split]
         held_out = self._split_sources()["val"] == "held-out" and split in ("train", "val")
-        if self.source == "synthetic":
-            what: Any = {"n": source, "seed": self.seed, "sentences": self.synthetic_sentences}
-        elif self.source == "hf":
-            theirs = self._split_sources()["train"] if held_out else source
-            local = Path(self.hf["name"]).is_dir()
-            what = {"name": self.hf["name"], "subset": self.hf["subset"], "split": theirs,
-                    "files": files_fingerprint([self.hf["name"]]) if local else None}
-        else:
-            files = self._split_sources()["train"] if held_out else source
-            what = {"files": files_fingerprint(files), "document_split": self.document_split}
+        train_or_own = self._split_sources()["train"] if held_out else source
+        files = lambda: {"files": files_fingerprint(train_or_own), "document_split": self.document_split}  # noqa: E731
+        what = pick_source(self.source, {
+            "synthetic": lambda: {"n": source, "seed": self.seed, "sentences": self.synthetic_sentences},
+            "hf": lambda: {"name": self.hf["name"], "subset": self.hf["subset"], "split": train_or_own,
+                           "files": files_fingerprint([self.hf["name"]]) if Path(self.hf["name"]).is_dir() else None},
+            "text": files, "jsonl": files, "csv": files,
+        }, "pretraining")
         return {"source": self.source, "what": what, "split": split, "column": self.text_column,
                 "held_out": self.val_fraction if held_out else None, "on_error": self.on_error}

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from headstart.data.base import DataModule
 from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.packing import pack_documents
-from headstart.data.sources.text import field, read_lines, read_records, require_columns
+from headstart.data.sources.text import field, read_lines, read_records, record_texts, require_columns
 from headstart.data.splits import hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 from headstart.data.tokenizers import take_or_train
@@ -149,22 +149,11 @@ class TextLMDataModule(DataModule):
                 for split, files in split_files(**self.paths, suffixes=suffixes).items()}
 
     def _read_file(self, file: Path) -> list[Doc]:
-        if self.source == "text":
-            return paragraphs(list(read_lines(file, self.on_error, skip_blank=False)), self.document_split)
-        docs: list[Doc] = []
-        for where, record in read_records(file, self.on_error):
-            if isinstance(record, Skipped):
-                docs.append((where, record))
-                continue
-            try:
-                require_columns(where, record, [self.text_column])
-            except DataError as err:
-                if self.on_error != "skip":
-                    raise
-                docs.append((where, Skipped(where, str(err).split(": ", 1)[-1])))
-                continue
-            docs.append((where, str(record[self.text_column])))
-        return docs
+        records = lambda: list(record_texts(file, self.text_column, self.on_error))  # noqa: E731
+        return pick_source(self.source, {
+            "text": lambda: paragraphs(list(read_lines(file, self.on_error, skip_blank=False)), self.document_split),
+            "jsonl": records, "csv": records,
+        }, "text generation")
 
     def _hf_docs(self) -> dict[str, list[Doc]]:
         from headstart.data.sources.hf import load_hf_splits

@@ -141,3 +141,20 @@ def field(record: Any, column: str) -> Any:
     for part in column.split("."):
         value = value[part]
     return value
+
+
+def record_texts(file: Path, column: str, on_error: OnError) -> Iterator[tuple[str, str | Skipped]]:
+    """(where, text) of each JSONL/CSV record's ``column``; a record without it is a DataError
+    naming ``file:line``, or under ``on_error=skip`` a Skipped."""
+    for where, record in read_records(file, on_error):
+        if isinstance(record, Skipped):
+            yield where, record
+            continue
+        try:
+            require_columns(where, record, [column])
+        except DataError as err:
+            if on_error != "skip":
+                raise
+            yield where, Skipped(where, str(err).split(": ", 1)[-1])
+            continue
+        yield where, str(field(record, column))
