@@ -99,6 +99,20 @@ def test_thread_policy_precedence():
         torch.set_num_threads(before)
 
 
+def test_a_resumed_run_takes_the_thread_count_its_checkpoint_records(monkeypatch: pytest.MonkeyPatch):
+    """Exact resume needs the killed run's thread count (reductions sum in another order otherwise);
+    a configured count and OMP_NUM_THREADS still win."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert apply_thread_policy({}, resumed=1) == 1 and torch.get_num_threads() == 1
+        assert apply_thread_policy({"threads": 2}, resumed=1) == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert apply_thread_policy({}, resumed=1) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_thread_policy_follows_a_pinned_affinity():
     """Pinned to one core (as taskset -c does), the policy uses one thread, idle machine or not."""
     saved = os.sched_getaffinity(0)

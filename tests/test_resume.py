@@ -39,7 +39,9 @@ TASKS = {
 
 
 def start(tmp_path: Path, run_dir: Path, task: str, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    # Bit-exact comparison needs one thread count on every side: the reference and the killed run
+    # start together, and each would otherwise size its threads by what the other keeps busy.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     log = open(run_dir.parent / f"{run_dir.name}.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *TASKS[task], *COMMON, *extra,
@@ -98,7 +100,8 @@ def test_image_classification_resumes_exactly_from_the_newest_run_and_continues_
     killed_dir.parent.mkdir(parents=True)
     killed = start(tmp_path, killed_dir, "image_classification")
     reference = start(tmp_path, tmp_path / "reference", "image_classification", "logger=csv")
-    _, step = kill_after_first_last_ckpt(killed, killed_dir)
+    last, step = kill_after_first_last_ckpt(killed, killed_dir)
+    assert torch.load(last, map_location="cpu", weights_only=True)["headstart"]["threads"] == 1  # for the resumed run
     resumed = start(tmp_path, tmp_path / "resumed", "image_classification", "ckpt_path=last")
     finish(resumed, tmp_path / "resumed")
     finish(reference, tmp_path / "reference")

@@ -32,7 +32,7 @@ from headstart.run.errors import in_multirun, one_line_errors
 from headstart.run.extras import extras
 from headstart.run.multirun import pin_job_for_ddp_children
 from headstart.run.results import scalar_metrics, write_metrics
-from headstart.run.resume import remember_wandb_run, resolve_ckpt_path
+from headstart.run.resume import remember_wandb_run, resolve_ckpt_path, resumed_meta
 from headstart.run.safe_load import check_resume_checkpoint
 from headstart.run.threads import apply_thread_policy
 
@@ -40,8 +40,9 @@ from headstart.run.threads import apply_thread_policy
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (resuming from ``ckpt_path`` when set), test the best checkpoint, write metrics.json."""
     extras(cfg)
-    apply_thread_policy(cfg)  # intra-op threads = the cores this process may use (run/threads.py)
     cfg.ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=last: the checkpoint it means (run/resume.py)
+    # intra-op threads = the cores this process may use, or the resumed run's count (run/threads.py)
+    apply_thread_policy(cfg, resumed=resumed_meta(cfg.ckpt_path).get("threads"))
     lightning.seed_everything(cfg.seed, workers=True)
     print_config_tree(cfg)
     built = build(cfg)
@@ -49,6 +50,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     remember_wandb_run(task.meta, trainer.loggers)  # a resumed run continues this W&B run
+    task.meta["threads"] = torch.get_num_threads()  # ... and computes with the same thread count
 
     pin_job_for_ddp_children()
     check_resume_checkpoint(cfg.get("ckpt_path"))  # pickled code: one line, before Lightning loads it

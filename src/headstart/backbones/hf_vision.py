@@ -105,20 +105,9 @@ class HFImageEncoder(nn.Module):
         image_mean: tuple[float, ...] | None,
         image_std: tuple[float, ...] | None,
     ) -> dict[str, Any]:
-        mean, std, size = IMAGENET_MEAN, IMAGENET_STD, getattr(self.model.config, "image_size", 224)
-        if from_checkpoint:
-            try:  # a local dir may hold weights without a preprocessor config: keep the defaults then
-                proc = AutoImageProcessor.from_pretrained(self.checkpoint)
-                mean, std = tuple(proc.image_mean), tuple(proc.image_std)
-                proc_size = getattr(proc, "size", None) or {}
-                size = proc_size.get("height") or proc_size.get("shortest_edge") or size
-            except (OSError, ValueError):
-                pass
-        return {
-            "image_size": int(image_size or size),
-            "image_mean": tuple(image_mean or mean),
-            "image_std": tuple(image_std or std),
-        }
+        checkpoint = self.checkpoint if from_checkpoint else None
+        default_size = getattr(self.model.config, "image_size", 224)
+        return processor_image_spec(checkpoint, image_size, image_mean, image_std, default_size)
 
     def data_spec(self) -> DataSpec:
         """What the data pipeline needs from this model: image_size, image_mean, image_std."""

@@ -108,13 +108,20 @@ def pin_threads(count: int | None = None) -> int:
     return _CHOSEN[0]
 
 
-def apply_thread_policy(cfg: Mapping[str, Any] | None = None) -> int:
+def apply_thread_policy(cfg: Mapping[str, Any] | None = None, resumed: int | None = None) -> int:
     """Set torch's intra-op threads by the policy above; returns the count now in use.
 
     cfg: the run's config; its optional top-level ``threads`` key wins (null or 0: automatic).
+    resumed: the thread count of the run a resumed run continues (its checkpoint records it): it
+    comes before the automatic choice, since a float reduction split over another number of
+    threads sums in another order and the resumed run would not continue the killed one exactly.
     """
     global _CHOSEN
     configured = cfg.get("threads") if cfg is not None else None
+    if resumed and not configured and not os.environ.get("OMP_NUM_THREADS"):
+        if torch.get_num_threads() != int(resumed):
+            torch.set_num_threads(int(resumed))
+        return int(resumed)
     if configured or os.environ.get("OMP_NUM_THREADS") or _CHOSEN is None:
         automatic = not configured and not os.environ.get("OMP_NUM_THREADS")
         busy = busy_cores() if automatic else None
