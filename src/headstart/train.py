@@ -42,10 +42,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     extras(cfg)
     cfg.ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=last: the checkpoint it means (run/resume.py)
     # intra-op threads = the cores this process may use, or the resumed run's count (run/threads.py)
-    apply_thread_policy(cfg, resumed=resumed_meta(cfg.ckpt_path).get("threads"))
+    resumed = resumed_meta(cfg.ckpt_path)  # read once: threads here, tokenizer and W&B run in build
+    apply_thread_policy(cfg, resumed=resumed.get("threads"))
     lightning.seed_everything(cfg.seed, workers=True)
     print_config_tree(cfg)
-    built = build(cfg)
+    built = build(cfg, resumed=resumed)
     trainer, task, datamodule = built.trainer, built.task, built.datamodule
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, Sampler
 from headstart.data.base import DataModule
 from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.samplers import LengthGroupedBatchSampler
-from headstart.data.sources.text import field, read_lines, read_records, require_columns
+from headstart.data.sources.text import RECORD_SUFFIXES, field, read_lines, read_records, require_columns
 from headstart.data.splits import explicit_paths, hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_summarization, make_translation
 from headstart.data.text_lm import ItemsDataset, PromptCollator, read_prompts
@@ -166,7 +166,7 @@ class Seq2SeqDataModule(DataModule):
         }
 
     def _read_files(self, source: str) -> dict[str, list[Pair]]:
-        suffixes = (".jsonl", ".json", ".ndjson") if source == "jsonl" else (".csv", ".tsv")
+        suffixes = RECORD_SUFFIXES[source]
         return {split: [pair for file in files for pair in self._read_records(file)]
                 for split, files in split_files(**self.paths, suffixes=suffixes).items()}
 

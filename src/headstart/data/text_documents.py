@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from headstart.data.errors import DataError, Skipped
-from headstart.data.sources.text import read_lines, record_texts
+from headstart.data.sources.text import RECORD_SUFFIXES, read_lines, record_texts
 from headstart.data.splits import pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 from headstart.data.text_lm import TEXT_SUFFIXES, iter_paragraphs
 from headstart.data.token_shards import Doc, files_fingerprint
 
-RECORD_SUFFIXES = {"jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv", ".tsv")}
 SUFFIXES = {"text": TEXT_SUFFIXES, **RECORD_SUFFIXES}
 
 

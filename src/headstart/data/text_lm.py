@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from headstart.data.base import DataModule
 from headstart.data.errors import DataError, Skipped, ride_along, split_skipped
 from headstart.data.packing import pack_documents
-from headstart.data.sources.text import field, read_lines, read_records, record_texts, require_columns
+from headstart.data.sources.text import RECORD_SUFFIXES, field, read_lines, read_records, record_texts, require_columns
 from headstart.data.splits import hold_out, pick_source, require_hf_name, split_files
 from headstart.data.synthetic.text_corpora import make_grammar_documents
 from headstart.data.tokenizers import take_or_train
@@ -144,7 +144,7 @@ class TextLMDataModule(DataModule):
         return docs
 
     def _read_files(self) -> dict[str, list[Doc]]:
-        suffixes = {"text": TEXT_SUFFIXES, "jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv", ".tsv")}[self.source]
+        suffixes = {"text": TEXT_SUFFIXES, **RECORD_SUFFIXES}[self.source]
         return {split: [doc for file in files for doc in self._read_file(file)]
                 for split, files in split_files(**self.paths, suffixes=suffixes).items()}
 

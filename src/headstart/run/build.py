@@ -90,15 +90,19 @@ def build_loggers(cfg: DictConfig, resumed: dict[str, Any] | None = None) -> lis
     return loggers
 
 
-def build(cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: bool = True) -> Built:
-    """Instantiate everything. ``meta``: a checkpoint's headstart meta (eval/predict)."""
+def build(
+    cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: bool = True, resumed: dict[str, Any] | None = None
+) -> Built:
+    """Instantiate everything. ``meta``: a checkpoint's headstart meta (eval/predict); ``resumed``:
+    the meta of the checkpoint a training run resumes from, when the caller has read it already."""
     check_pairing(cfg)
     check_literals(cfg)  # data.source=folders, data.on_error=ignore: one line before anything is built
     model_cfg = without(cfg.model, MODEL_META_KEYS)
     if meta is not None:
         model_cfg = OmegaConf.merge(model_cfg, meta["model_rebuild"])
     backbone = instantiate(model_cfg, _convert_="all")
-    resumed = resumed_meta(cfg.get("ckpt_path")) if for_training and meta is None else {}
+    if resumed is None:
+        resumed = resumed_meta(cfg.get("ckpt_path")) if for_training and meta is None else {}
     reuse_run_tokenizer(backbone, resumed)  # a retrained tokenizer would not be the same vocabulary
     datamodule = instantiate(cfg.data, _convert_="all")
     # One explicit exchange: the model states its input needs; the data may answer with what

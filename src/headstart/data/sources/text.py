@@ -14,6 +14,9 @@ from typing import Any
 
 from headstart.data.errors import DataError, OnError, Skipped
 
+# data.source -> the file suffixes a folder of records is read for (JSONL, CSV/TSV)
+RECORD_SUFFIXES: dict[str, tuple[str, ...]] = {"jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv", ".tsv")}
+
 
 def _lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
     """(line number, text, decode error) per line; a bad byte sequence names its line."""
