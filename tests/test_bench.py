@@ -167,3 +167,15 @@ def test_throughput_leaves_validation_and_its_checkpoint_write_out(monkeypatch: 
     callback.on_train_epoch_end(trainer, None)  # 7
     assert callback.train_seconds == pytest.approx(4.0) and callback.samples == 8
     assert callback.samples_per_second == pytest.approx(2.0)
+
+
+def test_peers_cut_replayed_batches_into_the_same_batches(monkeypatch) -> None:  # noqa: ANN001
+    """The peers chunk a flat order by batch size: with the epoch's short batch shuffled into the
+    middle, chunking in place would straddle length groups; the aligned order gives the same batches."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from scripts.bench.text import aligned_order
+
+    batches = [[0, 1, 2], [3, 4], [5, 6, 7], [8, 9, 10]]  # batch size 3, the short one second
+    order = aligned_order(batches, 3)
+    chunks = [order[i : i + 3] for i in range(0, len(order), 3)]
+    assert sorted(chunks) == sorted(batches)

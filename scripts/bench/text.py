@@ -87,6 +87,15 @@ def entity_f1_scorer(label_names: list[str]) -> Any:
     return score
 
 
+def aligned_order(batches: list[list[int]], batch_size: int) -> list[int]:
+    """The peers' sampler order for ``batches``: the peers cut it into consecutive chunks of
+    ``batch_size``, so an epoch's short last batch (which headstart's sampler shuffles in with the
+    rest) goes last; in place it would shift every later chunk across two length groups (measured:
+    2.5x the padding, 0.054 vs 0.021, over a replayed rt-polarity epoch)."""
+    full = [b for b in batches if len(b) == batch_size]
+    return [i for batch in full + [b for b in batches if len(b) != batch_size] for i in batch]
+
+
 def comparison(kind: str, quick: bool, steps: int | None) -> tuple[list[Side], dict[str, Any]]:
     """The three sides of ``textcls`` or ``ner`` and the settings they share."""
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
@@ -117,7 +126,7 @@ def comparison(kind: str, quick: bool, steps: int | None) -> tuple[list[Side], d
     # Short runs: every side trains on headstart's batches (a few dozen steps of differently
     # length-grouped batches differ in length by up to 2x, which would decide the ratio alone).
     shared = replayed_batches(built, steps_total) if recipe.max_steps > 0 else None
-    order = [i for batch in shared for i in batch] if shared else None
+    order = aligned_order(shared, recipe.batch_size) if shared else None
     positions = replayed_positions(shared, built.datamodule.train_set.lengths) if shared else None
     init = peer_model(kind, checkpoint, built)
     init_state = copy.deepcopy(init.state_dict())
