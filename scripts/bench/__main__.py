@@ -1,4 +1,5 @@
-"""``python -m scripts.bench [name ...|all] [--quick] [--repeats N] [--out file.json] [--threads N]``.
+"""``python -m scripts.bench [name ...|all] [--quick] [--repeats N] [--out file.json] [--threads N]
+[--thread-policy] [--torch-dropout]``.
 
 Each comparison runs its sides alternately (A B C A B C ...) in this one process, prints a table
 and writes a JSON record (default ``logs/bench/<name>.json``; results are not committed).
@@ -71,6 +72,12 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
         default = [*settings["overrides"], f"+threads={TORCH_DEFAULT_THREADS}"]
         sides.insert(1, Side(f"headstart_torch_default_{TORCH_DEFAULT_THREADS}t", lambda: run_headstart(default, settings["metric"])))
+    if args.torch_dropout and "overrides" in settings:
+        # headstart itself, with torch's dropout instead of its cheaper CPU masks (callbacks/fast_dropout.py)
+        from scripts.bench.hs_side import run_headstart
+
+        plain_dropout = [*settings["overrides"], "~callbacks.fast_dropout"]
+        sides.insert(1, Side("headstart_torch_dropout", lambda: run_headstart(plain_dropout, settings["metric"])))
     sides = [pinned(side, threads) for side in sides]
     repeats = args.repeats or (2 if args.quick else 3)
     runs = alternate(sides, repeats, log=lambda line: print(line, flush=True))
@@ -93,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every side (default: headstart's policy)")
     parser.add_argument(
         "--thread-policy", action="store_true", help="add a headstart side at torch's own default thread count (headstart's policy off)"
+    )
+    parser.add_argument(
+        "--torch-dropout", action="store_true", help="add a headstart side with torch's dropout (its cheaper CPU dropout masks off)"
     )
     parser.add_argument("--out", default=None, help="JSON file (one comparison only; default logs/bench/<name>.json)")
     args = parser.parse_args(argv)
