@@ -98,12 +98,17 @@ class DropoutModule(lightning.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+def fit_on_cpu(module: lightning.LightningModule, steps: int, root) -> None:  # noqa: ANN001
+    """``steps`` optimizer steps of batch 4 on CPU with the FastCPUDropout callback."""
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4 * steps, 4)), batch_size=4)
+    trainer = lightning.Trainer(accelerator="cpu", max_steps=steps, callbacks=[FastCPUDropout()], logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, default_root_dir=root)
+    trainer.fit(module, data)
+
+
 def test_callback_swaps_for_the_cpu_fit_only(tmp_path) -> None:  # noqa: ANN001
     module = DropoutModule()
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 4)), batch_size=4)
-    trainer = lightning.Trainer(accelerator="cpu", max_steps=3, callbacks=[FastCPUDropout()], logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
-    trainer.fit(module, data)
+    fit_on_cpu(module, steps=3, root=tmp_path)
     assert module.seen == [FastDropout] * 3
     assert type(module.net[1]) is nn.Dropout  # restored when the fit ended
 
@@ -211,8 +216,5 @@ def test_callback_switches_attention_for_the_fit_only(tmp_path) -> None:  # noqa
     from headstart.ops.dropout import FAST_SDPA
 
     module = BertModule()
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 4)), batch_size=4)
-    trainer = lightning.Trainer(accelerator="cpu", max_steps=2, callbacks=[FastCPUDropout()], logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
-    trainer.fit(module, data)
+    fit_on_cpu(module, steps=2, root=tmp_path)
     assert module.attention == [FAST_SDPA] * 2 and module.bert.config._attn_implementation == "sdpa"
