@@ -39,10 +39,9 @@ class _KeepScale(torch.autograd.Function):
         return grad.mul(keep).mul_(ctx.scale), None, None
 
 
-def keep_mask(shape: torch.Size, p: float, device: torch.device | str = "cpu") -> tuple[torch.Tensor, float]:
-    """A boolean mask of ``shape`` keeping each element with probability 1 - p (p rounded to a
-    multiple of 1/65536), and the scale 1 / (keep probability)."""
-    cut = round(p * LANES)  # lanes below cut - 32768 are dropped
+def keep_mask(shape: torch.Size, cut: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, float]:
+    """A boolean mask of ``shape`` dropping each element with probability cut / 65536 (lanes below
+    cut - 32768 are dropped), and the scale 1 / (keep probability)."""
     numel = shape.numel()
     words = torch.randint(-(2**63), 2**63 - 1, ((numel + 3) // 4,), dtype=torch.int64, device=device)
     lanes = words.view(torch.int16)[:numel].view(shape)
@@ -54,10 +53,10 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     dropout where the rounding would change ``p`` to 0 or 1, and on other devices."""
     if not training or p == 0.0:
         return x
-    cut = round(p * LANES)
+    cut = round(p * LANES)  # p as a multiple of 1/65536
     if x.device.type != "cpu" or not 0 < cut < LANES or not x.is_floating_point():
         return F.dropout(x, p, training)
-    keep, scale = keep_mask(x.shape, p)
+    keep, scale = keep_mask(x.shape, cut)
     return _KeepScale.apply(x, keep, scale)
 
 
