@@ -132,6 +132,53 @@ def test_manifest_duration_that_lies_is_caught_at_decode(tmp_path: Path, audio_f
         dm.train_set[0]
 
 
+def _read_all(dataset: object) -> list[dict]:
+    return [dataset[i] for i in range(len(dataset))]  # type: ignore[index, arg-type]
+
+
+def test_decoded_clips_are_kept_so_later_epochs_read_no_file(tmp_path: Path, audio_folder: Path) -> None:
+    dm = _datamodule(source="folder", path=str(audio_folder))
+    dm.setup("fit")
+    first, first_val = _read_all(dm.train_set), _read_all(dm.val_set)
+    assert dm.decoded_clips.used == sum(w.nbytes for w in dm.decoded_clips.clips.values())
+    assert len(dm.decoded_clips.clips) == 27  # 18 train + 9 val clips, under (split, index) keys
+    audio_folder.rename(tmp_path / "moved")  # from now on no file can be read
+    again = _read_all(dm.train_set)
+    assert [s["where"] for s in again] == [s["where"] for s in first]
+    assert all(np.array_equal(a["waveform"], b["waveform"]) and a["labels"] == b["labels"] for a, b in zip(again, first))
+    assert all(np.array_equal(a["waveform"], b["waveform"]) for a, b in zip(_read_all(dm.val_set), first_val))
+    # the same run without the cache must read the files: they are gone
+    (tmp_path / "moved").rename(audio_folder)
+    uncached = _datamodule(source="folder", path=str(audio_folder), cache_mb=0)
+    uncached.setup("fit")
+    assert all(np.array_equal(a["waveform"], b["waveform"]) for a, b in zip(_read_all(uncached.train_set), first))
+    audio_folder.rename(tmp_path / "moved")
+    with pytest.raises(DataError, match=r"\.wav"):
+        uncached.train_set[0]
+
+
+def test_cache_budget_and_worker_shares(tmp_path: Path, audio_folder: Path) -> None:
+    dm = _datamodule(source="folder", path=str(audio_folder), cache_mb=0.05)  # 52,428 bytes: a few 0.3-0.5 s clips
+    dm.setup("fit")
+    crops = _datamodule(source="folder", path=str(audio_folder), max_seconds=0.2)
+    crops.setup("fit")
+    _read_all(dm.train_set)
+    kept = len(dm.decoded_clips.clips)
+    assert 0 < kept < 18 and dm.decoded_clips.used <= 0.05 * 2**20
+    # training crops are cut from the kept clip at each read, at a new random position
+    _read_all(crops.train_set)
+    audio_folder.rename(tmp_path / "moved")
+    with pytest.raises(DataError):
+        _read_all(dm.train_set)  # clips beyond the budget are decoded at each read: gone now
+    one, two = _read_all(crops.train_set), _read_all(crops.train_set)
+    assert all(len(s["waveform"]) == 3200 for s in one + two)
+    assert not all(np.array_equal(a["waveform"], b["waveform"]) for a, b in zip(one, two))
+    # each persistent worker keeps its share; workers that restart every epoch keep nothing
+    assert AudioClassificationDataModule(num_workers=4, cache_mb=100).decoded_clips.budget == 25 * 2**20
+    assert AudioClassificationDataModule(num_workers=0, cache_mb=100).decoded_clips.budget == 100 * 2**20
+    assert AudioClassificationDataModule(num_workers=4, persistent_workers=False).decoded_clips.budget == 0
+
+
 @pytest.mark.parametrize(
     "name, content, message",
     [

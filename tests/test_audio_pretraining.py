@@ -238,6 +238,19 @@ def test_folder_and_unlabelled_manifest_sources_crop_and_pad(tmp_path: Path, cli
     assert sample["where"].startswith(f"{clip_folder / 'm.jsonl'}:") and abs(float(sample["waveform"].std()) - 1) < 1e-3
 
 
+def test_decoded_clips_are_kept_across_epochs(tmp_path: Path, clip_folder: Path) -> None:
+    cached, uncached = (_datamodule(source="folder", path=str(clip_folder), max_seconds=0.3, cache_mb=mb) for mb in (1, 0))
+    for dm in (cached, uncached):
+        dm.setup("fit")
+        [dm.train_set[i] for i in range(len(dm.train_set))]  # one epoch
+    first = [cached.val_set[i]["waveform"] for i in range(len(cached.val_set))]  # evaluation: the first 0.3 s
+    clip_folder.rename(tmp_path / "moved")
+    assert all(np.array_equal(cached.val_set[i]["waveform"], w) for i, w in enumerate(first))
+    assert all(len(cached.train_set[i]["waveform"]) == 4800 for i in range(len(cached.train_set)))
+    with pytest.raises(DataError):
+        uncached.train_set[0]
+
+
 def test_clip_shorter_than_receptive_field_and_unreadable_file_are_named_or_skipped(clip_folder: Path) -> None:
     sf.write(clip_folder / "tiny.wav", np.zeros(150, dtype=np.float32), 8000)  # 300 samples at 16 kHz < 400
     dm = _datamodule(source="folder", path=str(clip_folder), val_path=str(clip_folder))

@@ -182,10 +182,10 @@ def run_trainer(
         logging_strategy="no",
     )
     clock = Clock()
-    trainer = LengthTrainer(model=model, args=args, train_dataset=list(train), data_collator=collate, callbacks=[clock])
+    trainer = LengthTrainer(model=model, args=args, train_dataset=train, data_collator=collate, callbacks=[clock])
     trainer.train()
     # Trainer 5.x length-groups evaluation too: predictions come back permuted, and label_ids with them.
-    out = trainer.predict(list(evaluate))
+    out = trainer.predict(evaluate)
     predictions = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
     return SideResult(clock.samples / clock.seconds, score(predictions, out.label_ids), clock.padding, clock.seconds,
                       clock.samples, clock.positions / clock.seconds)

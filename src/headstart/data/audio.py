@@ -17,7 +17,14 @@ from typing import Any, Literal
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset, Sampler
 
-from headstart.data.audio_batches import AudioDataset, Kind, PredictAudioDataset, collate_audio, collate_chunks
+from headstart.data.audio_batches import (
+    AudioDataset,
+    DecodedClips,
+    Kind,
+    PredictAudioDataset,
+    collate_audio,
+    collate_chunks,
+)
 from headstart.data.audio_io import AudioFileError
 from headstart.data.base import DataModule
 from headstart.data.ctc_vocab import CtcVocab, UnknownCharacterError
@@ -52,6 +59,10 @@ class AudioDataModule(DataModule):
     A clip whose decoded length breaks the limits (e.g. a wrong manifest duration) is bad input.
     bucket_by_length: batches of similar duration (less padding); eval order is then permuted.
     predict_chunk_seconds: predict.py cuts longer files into chunks of this length.
+    cache_mb: decoded clips are kept in memory up to this many MiB, so epochs after the first
+    read no file (:class:`DecodedClips`). Each process keeps its share: the main process all of
+    it, each persistent worker ``cache_mb / num_workers`` (over the epochs a worker reads every
+    clip); workers that restart every epoch keep none. 0 turns it off.
     """
 
     task_name = "audio"  # named in data errors
@@ -80,6 +91,7 @@ class AudioDataModule(DataModule):
         bucket_by_length: bool = True,
         bucket_size_multiplier: int = 50,
         predict_chunk_seconds: float = 30.0,
+        cache_mb: float = 1024.0,
         **loader: Any,
     ) -> None:
         super().__init__(**loader)
@@ -94,6 +106,8 @@ class AudioDataModule(DataModule):
         self.synthetic_sizes = dict(synthetic_sizes or {"train": 800, "val": 200, "test": 200})
         self.bucket_by_length, self.bucket_size_multiplier = bucket_by_length, bucket_size_multiplier
         self.predict_chunk_seconds = predict_chunk_seconds
+        self.cache_mb = cache_mb
+        self.decoded_clips = DecodedClips(self._cache_bytes())
         self.collate = partial(collate_audio, kind=self.kind)
         self.splits: Splits = {}
         self.class_names: list[str] | None = None
@@ -194,12 +208,18 @@ class AudioDataModule(DataModule):
             if "test" in self.splits:
                 self.test_set = self._dataset("test", train=False)
 
+    def _cache_bytes(self) -> int:
+        """This process's share of ``cache_mb`` (see the class docstring)."""
+        if self.num_workers > 0 and not self.persistent_workers:
+            return 0
+        return int(self.cache_mb * 2**20) // max(1, self.num_workers)
+
     def _dataset(self, split: str, train: bool) -> AudioDataset:
         items = self.splits[split]
         normalize = bool(self.spec.get("normalize", True))
         return AudioDataset(
             items, self._targets(split, items), self.sample_rate, self._sample_limits(), self.on_error,
-            crop=self._crop(train), normalize=normalize,
+            crop=self._crop(train), normalize=normalize, cache=self.decoded_clips, split=split,
         )  # fmt: skip
 
     def batch_sampler(self, dataset: Dataset, train: bool) -> Sampler | None:

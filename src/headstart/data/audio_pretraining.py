@@ -24,10 +24,9 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from headstart.data.audio import AudioDataModule
-from headstart.data.audio_batches import AudioDataset
-from headstart.data.audio_io import zero_mean_unit_var
+from headstart.data.audio_batches import AudioDataset, DecodedClips
 from headstart.data.errors import DataError, split_skipped
-from headstart.data.sources.audio import AUDIO_EXTENSIONS, AudioItem, Splits, decode, synthetic_splits
+from headstart.data.sources.audio import AUDIO_EXTENSIONS, AudioItem, Splits, synthetic_splits
 from headstart.data.splits import require_hf_name
 from headstart.data.synthetic.audio_sequences import make_tone_sequences
 
@@ -36,26 +35,29 @@ class PretrainingAudioDataset(AudioDataset):
     """Unlabelled clips; ``crop`` samples at most (random window when ``random_crop``, else the first)."""
 
     def __init__(self, items: list[AudioItem], sample_rate: int, limits: tuple[int, int | None], on_error: Any,
-                 crop: int | None, random_crop: bool, normalize: bool = True) -> None:  # fmt: skip
-        super().__init__(items, [None] * len(items), sample_rate, limits, on_error, crop=crop, normalize=normalize)
+                 crop: int | None, random_crop: bool, normalize: bool = True, cache: DecodedClips | None = None,
+                 split: str = "") -> None:  # fmt: skip
+        super().__init__(items, [None] * len(items), sample_rate, limits, on_error, crop=crop, normalize=normalize,
+                         cache=cache, split=split)
         self.random_crop = random_crop
 
-    def _load(self, item: AudioItem, target: Any) -> dict[str, Any]:
-        if item.error is not None:
-            raise DataError(item.error)
-        wave = decode(item, self.sample_rate)
+    def _checked(self, wave: np.ndarray, where: str) -> np.ndarray:
         low, high = self.limits
         if len(wave) < low:
             raise DataError(
-                f"{item.where}: clip is {len(wave)} samples ({len(wave) / self.sample_rate:.4f} s), shorter than "
+                f"{where}: clip is {len(wave)} samples ({len(wave) / self.sample_rate:.4f} s), shorter than "
                 f"{low} samples (the model's receptive field, or data.min_duration): no frame to learn from"
             )
         if high is not None and len(wave) > high:
-            raise DataError(f"{item.where}: clip is {len(wave) / self.sample_rate:.2f} s, over data.max_duration")
+            raise DataError(f"{where}: clip is {len(wave) / self.sample_rate:.2f} s, over data.max_duration")
+        return wave
+
+    def _load(self, i: int) -> dict[str, Any]:
+        wave = self.decoded(i)
         if self.crop is not None and len(wave) > self.crop:
             start = int(torch.randint(0, len(wave) - self.crop + 1, ()).item()) if self.random_crop else 0
             wave = wave[start : start + self.crop]
-        return {"waveform": zero_mean_unit_var(wave) if self.normalize else wave, "where": item.where}
+        return {"waveform": self._finish(wave), "where": self.items[i].where}
 
 
 def collate_unlabelled(samples: list[Any]) -> dict[str, Any]:
@@ -140,7 +142,7 @@ class AudioPretrainingDataModule(AudioDataModule):
         crop = int(self.max_seconds * self.sample_rate) if self.max_seconds else None
         return PretrainingAudioDataset(
             self.splits[split], self.sample_rate, self._sample_limits(), self.on_error, crop=crop, random_crop=train,
-            normalize=bool(self.spec.get("normalize", True)),
+            normalize=bool(self.spec.get("normalize", True)), cache=self.decoded_clips, split=split,
         )  # fmt: skip
 
     def info(self) -> dict[str, Any]:

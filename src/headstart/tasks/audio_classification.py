@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 
-from headstart.ops.padding import padding_fraction
+from headstart.ops.padding import log_padding
 from headstart.tasks.base import Task
 from headstart.viz.audio import audio_classification_png, audio_players
 from headstart.viz.figure import draw_each, file_stem
@@ -61,7 +61,7 @@ class AudioClassificationTask(Task):
             return None
         terms = self.loss_fn(self(batch["waveforms"], batch["lengths"]), batch["labels"])
         self.log_terms("train", terms, batch_size=batch["labels"].shape[0])
-        self.log("train/padding_fraction", padding_fraction(batch), on_step=True, batch_size=batch["labels"].shape[0])
+        log_padding(self, batch)
         return terms["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:

@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.ops.ctc_decode import SPECIALS, Decoder, beam_decoder, greedy_decode
-from headstart.ops.padding import padding_fraction
+from headstart.ops.padding import log_padding
 from headstart.tasks.base import Task
 from headstart.viz.audio import audio_players
 
@@ -96,7 +96,7 @@ class SpeechRecognitionTask(Task):
         terms = self.loss_fn(logits, frames, batch["labels"], batch["label_lengths"])
         size = batch["lengths"].shape[0]
         self.log_terms("train", terms, batch_size=size)
-        self.log("train/padding_fraction", padding_fraction(batch), on_step=True, batch_size=size)
+        log_padding(self, batch)
         return terms["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
