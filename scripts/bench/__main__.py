@@ -1,5 +1,5 @@
 """``python -m scripts.bench [name ...|all] [--quick] [--repeats N] [--out file.json] [--threads N]
-[--thread-policy] [--torch-dropout]``.
+[--thread-policy] [--torch-dropout] [--no-decode-cache]``.
 
 Each comparison runs its sides alternately (A B C A B C ...) in this one process, prints a table
 and writes a JSON record (default ``logs/bench/<name>.json``; results are not committed).
@@ -78,6 +78,12 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
         plain_dropout = [*settings["overrides"], "~callbacks.fast_dropout"]
         sides.insert(1, Side("headstart_torch_dropout", lambda: run_headstart(plain_dropout, settings["metric"])))
+    if args.no_decode_cache and name == "audio":
+        # headstart itself, decoding every clip at every read as the peers do (no data.cache_mb)
+        from scripts.bench.hs_side import run_headstart
+
+        decoding = [*settings["overrides"], "data.cache_mb=0"]
+        sides.insert(1, Side("headstart_decode_each_epoch", lambda: run_headstart(decoding, settings["metric"])))
     sides = [pinned(side, threads) for side in sides]
     repeats = args.repeats or (2 if args.quick else 3)
     runs = alternate(sides, repeats, log=lambda line: print(line, flush=True))
@@ -103,6 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--torch-dropout", action="store_true", help="add a headstart side with torch's dropout (its cheaper CPU dropout masks off)"
+    )
+    parser.add_argument(
+        "--no-decode-cache", action="store_true", help="audio: add a headstart side that decodes every clip each epoch (data.cache_mb=0)"
     )
     parser.add_argument("--out", default=None, help="JSON file (one comparison only; default logs/bench/<name>.json)")
     args = parser.parse_args(argv)

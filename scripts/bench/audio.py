@@ -6,6 +6,11 @@ modules (a plain ``nn.Module`` around them, as a researcher would write), initia
 state headstart's run starts from, fed by headstart's decoded clips and padding collator. The
 Trainer cannot length-group raw audio by itself (it looks for ``input_ids``), so it gets
 transformers' ``LengthGroupedSampler`` over the clip lengths, as does the plain loop.
+
+The peers decode every clip each time they read it (file, resample to 16 kHz, normalise), as
+transformers' audio-classification example does (``datasets`` decodes an ``Audio`` column at
+every access); headstart keeps decoded clips in memory after the first epoch (``data.cache_mb``).
+``--no-decode-cache`` adds a headstart side that decodes every epoch too (``data.cache_mb=0``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import soundfile as sf
 import torch
 from torch import nn
 
+from headstart.data.audio_batches import DecodedClips
 from scripts.bench.harness import Side, SideResult
 from scripts.bench.hs_side import built_like_train, check_same_init, run_headstart
 from scripts.bench.peers import CountingCollator, Recipe, run_plain, run_trainer
@@ -92,6 +98,7 @@ def comparison(quick: bool, steps: int | None) -> tuple[list[Side], dict[str, An
     check_same_init(built, built_like_train(overrides))
     built.datamodule.setup("fit")
     train, evaluate = built.datamodule.train_set, built.datamodule.val_set
+    train.cache = evaluate.cache = DecodedClips(0)  # the peers decode at every read (module docstring)
     init = AudioClassifier(copy.deepcopy(built.task.backbone), copy.deepcopy(built.task.head))
     init_state = copy.deepcopy(init.state_dict())
     collate = built.datamodule.collate
