@@ -179,3 +179,19 @@ def test_peers_cut_replayed_batches_into_the_same_batches(monkeypatch) -> None: 
     order = aligned_order(batches, 3)
     chunks = [order[i : i + 3] for i in range(0, len(order), 3)]
     assert sorted(chunks) == sorted(batches)
+
+
+def test_headstart_padding_is_the_mean_over_its_epochs(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The peers count padding over the whole run; headstart's figure is its logged epochs' mean,
+    not the last epoch's (FSDD: 0.089 in epoch 1, 0.057 in epoch 10), and step rows are ignored."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from scripts.bench.hs_side import epoch_mean
+
+    log = tmp_path / "csv" / "version_0" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "epoch,step,train/padding_fraction_step,train/padding_fraction_epoch\n"
+        "0,0,0.5,\n0,74,,0.089\n1,75,0.01,\n1,149,,0.057\n"
+    )
+    assert epoch_mean(tmp_path, ("train/padding_fraction_epoch", "train/padding_fraction")) == pytest.approx(0.073)
+    assert epoch_mean(tmp_path, ("missing",)) is None

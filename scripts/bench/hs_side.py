@@ -63,15 +63,17 @@ def check_same_init(first: Built, second: Built) -> None:
         raise RuntimeError(f"headstart's init is not reproducible under its seed ({len(bad)} tensors differ, e.g. {bad[0]})")
 
 
-def last_logged(out_dir: Path, names: tuple[str, ...]) -> float | None:
-    """The last value of the first of ``names`` found in the CSV logger's metrics.csv."""
+def epoch_mean(out_dir: Path, names: tuple[str, ...]) -> float | None:
+    """The mean over the run's epochs of the first of ``names`` found in the CSV logger's
+    metrics.csv (an epoch-level figure, e.g. the padding share, over the whole run as the peers
+    count theirs; epochs hold nearly the same number of positions, so equal weights are close)."""
     for file in sorted(out_dir.rglob("metrics.csv")):
         with file.open() as handle:
             rows = list(csv.DictReader(handle))
         for name in names:
-            values = [row[name] for row in rows if row.get(name) not in (None, "")]
+            values = [float(row[name]) for row in rows if row.get(name) not in (None, "")]
             if values:
-                return float(values[-1])
+                return sum(values) / len(values)
     return None
 
 
@@ -94,7 +96,8 @@ def replayed_positions(batches: list[list[int]], lengths: list[int]) -> int:
 
 
 def run_headstart(overrides: list[str], metric: str, positions: int | None = None) -> SideResult:
-    """One ``train(cfg)`` run; samples/s from metrics.json, padding fraction from the CSV log.
+    """One ``train(cfg)`` run; samples/s from metrics.json, padding fraction from the CSV log
+    (the mean of its epochs).
 
     positions: padded positions of the whole training run (see :func:`replayed_positions`)."""
     from headstart.train import train
@@ -102,7 +105,7 @@ def run_headstart(overrides: list[str], metric: str, positions: int | None = Non
     out_dir = Path(tempfile.mkdtemp(prefix="bench_hs_"))
     cfg = compose_cfg(overrides, out_dir)
     results: dict[str, Any] = train(cfg)
-    padding = last_logged(out_dir, ("train/padding_fraction_epoch", "train/padding_fraction"))
+    padding = epoch_mean(out_dir, ("train/padding_fraction_epoch", "train/padding_fraction"))
     sps = float(results["train_samples_per_second"])
     per_sample = positions / (int(results["global_step"]) * int(cfg.data.batch_size)) if positions else None
     return SideResult(
