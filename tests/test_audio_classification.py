@@ -177,6 +177,8 @@ def test_cache_budget_and_worker_shares(tmp_path: Path, audio_folder: Path) -> N
     assert AudioClassificationDataModule(num_workers=4, cache_mb=100).decoded_clips.budget == 25 * 2**20
     assert AudioClassificationDataModule(num_workers=0, cache_mb=100).decoded_clips.budget == 100 * 2**20
     assert AudioClassificationDataModule(num_workers=4, persistent_workers=False).decoded_clips.budget == 0
+    with pytest.raises(ValueError, match=r"data.cache_mb=-1: .* must be >= 0"):
+        AudioClassificationDataModule(cache_mb=-1)
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,8 @@ class AudioDataModule(DataModule):
         self.synthetic_sizes = dict(synthetic_sizes or {"train": 800, "val": 200, "test": 200})
         self.bucket_by_length, self.bucket_size_multiplier = bucket_by_length, bucket_size_multiplier
         self.predict_chunk_seconds = predict_chunk_seconds
+        if cache_mb < 0:
+            raise ValueError(f"data.cache_mb={cache_mb:g}: the decoded-clip budget in MiB must be >= 0 (0 turns it off)")
         self.cache_mb = cache_mb
         self.decoded_clips = DecodedClips(self._cache_bytes())
         self.collate = partial(collate_audio, kind=self.kind)

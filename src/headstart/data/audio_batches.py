@@ -95,12 +95,17 @@ class AudioDataset(Dataset):
         """Normalised, or a copy (the decoded array may be the cache's)."""
         return zero_mean_unit_var(wave) if self.normalize else np.array(wave, dtype=np.float32)
 
+    random_crop = True  # crop a random window (False: the first ``crop`` samples)
+
+    def _cropped(self, wave: np.ndarray) -> np.ndarray:
+        if self.crop is None or len(wave) <= self.crop:
+            return wave
+        start = int(torch.randint(0, len(wave) - self.crop + 1, ()).item()) if self.random_crop else 0
+        return wave[start : start + self.crop]
+
     def _load(self, i: int) -> dict[str, Any]:
-        wave, item, target = self.decoded(i), self.items[i], self.targets[i]
-        if self.crop is not None and len(wave) > self.crop:
-            start = int(torch.randint(0, len(wave) - self.crop + 1, ()).item())
-            wave = wave[start : start + self.crop]
-        sample: dict[str, Any] = {"waveform": self._finish(wave), "where": item.where}
+        item, target = self.items[i], self.targets[i]
+        sample: dict[str, Any] = {"waveform": self._finish(self._cropped(self.decoded(i))), "where": item.where}
         if isinstance(target, tuple):
             sample["label_ids"], sample["text"] = target
         else:

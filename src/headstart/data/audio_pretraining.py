@@ -53,11 +53,7 @@ class PretrainingAudioDataset(AudioDataset):
         return wave
 
     def _load(self, i: int) -> dict[str, Any]:
-        wave = self.decoded(i)
-        if self.crop is not None and len(wave) > self.crop:
-            start = int(torch.randint(0, len(wave) - self.crop + 1, ()).item()) if self.random_crop else 0
-            wave = wave[start : start + self.crop]
-        return {"waveform": self._finish(wave), "where": self.items[i].where}
+        return {"waveform": self._finish(self._cropped(self.decoded(i))), "where": self.items[i].where}
 
 
 def collate_unlabelled(samples: list[Any]) -> dict[str, Any]:
