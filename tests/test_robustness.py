@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from conftest import ROOT, make_cfg
 from headstart.callbacks.nonfinite import NonFiniteLossError
@@ -143,24 +142,24 @@ def test_a_checkpoint_adds_only_task_model_and_data_choices_to_the_command_line(
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["eval.py", "predict.py"])
 def test_a_foreign_target_in_a_checkpoint_config_is_refused(tmp_path: Path, script: str) -> None:
+    """From the command line (tests/test_checkpoint_safety.py crafts every position in-process)."""
     from hydra.utils import instantiate
 
     marker = tmp_path / "copied"
-    payload = {"_target_": "shutil.copyfile", "src": str(ROOT / "README.md"), "dst": str(marker)}
-    config = OmegaConf.to_container(make_cfg(tmp_path, "model.preset=tiny"), resolve=True)
-    config["data"]["transform_hook"] = payload  # Hydra would build it before the datamodule
-    meta = {"choices": {"task": "image_classification", "model": "vit", "data": "image_classification"},
-            "config": config, "data_info": {"labels": ["a", "b"]}, "model_rebuild": {}}
+    payload = {"_target_": "headstart.data.tokenizers.shutil.copyfile", "src": str(ROOT / "README.md"), "dst": str(marker)}
+    best = train(make_cfg(tmp_path / "run", *TINY, "trainer.max_steps=1"))["best_checkpoint"]
+    checkpoint = torch.load(best, weights_only=True)
+    checkpoint["headstart"]["config"]["data"]["transform_hook"] = payload  # Hydra would build it before the datamodule
     ckpt = tmp_path / "foreign.ckpt"
-    torch.save({"state_dict": {}, "headstart": meta}, ckpt)
-    instantiate(payload)  # the target is live: instantiated, it writes the file
+    torch.save(checkpoint, ckpt)
+    instantiate(payload)  # the target is live: instantiated, it writes the file (a prefix allow-list passed it)
     assert marker.exists()
     marker.unlink()
     extra = ["split=val"] if script == "eval.py" else [f"inputs={ROOT / 'README.md'}"]
-    proc = run_cli(script, tmp_path, f"ckpt_path={ckpt}", *extra, f"hydra.run.dir={tmp_path}/run")
+    proc = run_cli(script, tmp_path, f"ckpt_path={ckpt}", *extra, f"hydra.run.dir={tmp_path}/run2")
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = error_lines(proc.stderr)
-    assert len(lines) == 1 and "config.data.transform_hook._target_=shutil.copyfile" in lines[0], proc.stderr[-2000:]
+    assert len(lines) == 1 and "its stored config has data.transform_hook=" in lines[0], proc.stderr[-2000:]
     assert not marker.exists()
 
 

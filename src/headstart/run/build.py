@@ -14,20 +14,22 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from headstart.run.checks import check_pairing
+from headstart.run.checks import check_pairing, check_remote_code
+from headstart.run.composition import recorded_overrides
 from headstart.run.errors import ConfigError
 from headstart.run.literals import check_literals
+from headstart.run.meta import FORMAT, check_kwargs
 from headstart.run.resume import resumed_meta, reuse_run_tokenizer, wandb_resume_kwargs
 
 # Keys in task/model configs that describe the config itself, not constructor arguments.
 TASK_META_KEYS = ("name", "monitor", "monitor_mode")
-MODEL_META_KEYS = ("name", "tasks")
+MODEL_META_KEYS = ("name", "tasks", "trust_remote_code")
 
 
 @dataclass
@@ -91,16 +93,25 @@ def build_loggers(cfg: DictConfig, resumed: dict[str, Any] | None = None) -> lis
 
 
 def build(
-    cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: bool = True, resumed: dict[str, Any] | None = None
+    cfg: DictConfig, meta: dict[str, Any] | None = None, for_training: bool = True, resumed: dict[str, Any] | None = None,
+    ckpt_path: str = "",
 ) -> Built:
-    """Instantiate everything. ``meta``: a checkpoint's headstart meta (eval/predict); ``resumed``:
-    the meta of the checkpoint a training run resumes from, when the caller has read it already."""
+    """Instantiate everything. ``meta``: a checkpoint's headstart meta (eval/predict; checked by
+    run/meta.py, ``ckpt_path`` names it in errors); ``resumed``: the meta of the checkpoint a
+    training run resumes from, when the caller has read it already.
+
+    A checkpoint's ``model_rebuild`` and ``data_info`` are keyword arguments of the constructors
+    this config names, passed directly (never merged into a config that is instantiated).
+    """
     check_pairing(cfg)
     check_literals(cfg)  # data.source=folders, data.on_error=ignore: one line before anything is built
     model_cfg = without(cfg.model, MODEL_META_KEYS)
+    rebuild_kwargs = rebuild_arguments(model_cfg, meta, ckpt_path)
+    check_remote_code(cfg.model, rebuild_kwargs)  # a model directory's auto_map: one line unless trusted
     if meta is not None:
-        model_cfg = OmegaConf.merge(model_cfg, meta["model_rebuild"])
-    backbone = instantiate(model_cfg, _convert_="all")
+        backbone = instantiate(model_cfg, _partial_=True, _convert_="all")(**rebuild_kwargs)
+    else:
+        backbone = instantiate(model_cfg, _convert_="all")
     if resumed is None:
         resumed = resumed_meta(cfg.get("ckpt_path")) if for_training and meta is None else {}
     reuse_run_tokenizer(backbone, resumed)  # a retrained tokenizer would not be the same vocabulary
@@ -112,18 +123,15 @@ def build(
         backbone.attach(**answer)
     if for_training and hasattr(backbone, "save_for_rebuild"):
         backbone.save_for_rebuild()  # the files rebuild_kwargs() points at (e.g. a preset's tokenizer)
-    info = dict(meta["data_info"]) if meta is not None else datamodule.info()
-    try:
-        task = instantiate(without(cfg.task, TASK_META_KEYS), backbone=backbone, **info, _convert_="all")
-    except TypeError as err:
-        raise ConfigError(f"task={cfg.task.name}: {err}") from err
-    except InstantiationException as err:
-        # A constructor's own ValueError/TypeError (e.g. task.nsp=true on a model without
-        # segment embeddings) is a config mistake: one line, not Hydra's wrapped traceback.
-        if isinstance(err.__cause__, (TypeError, ValueError)):
-            raise ConfigError(f"task={cfg.task.name}: {err.__cause__}") from err
-        raise
+    task_cfg = without(cfg.task, TASK_META_KEYS)
+    if meta is not None:
+        info = check_kwargs(dict(meta["data_info"]), get_class(task_cfg._target_), ckpt_path, "data_info")
+    else:
+        info = datamodule.info()
+    task = build_task(cfg, task_cfg, backbone, info)
     task.meta = {
+        "format": FORMAT,
+        "compose": {"config_name": "train", "overrides": recorded_overrides()},
         "choices": group_choices(cfg),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data_info": info,
@@ -136,6 +144,27 @@ def build(
         _convert_="all",
     )
     return Built(datamodule, task, trainer)
+
+
+def rebuild_arguments(model_cfg: DictConfig, meta: dict[str, Any] | None, ckpt_path: str) -> dict[str, Any]:
+    """A checkpoint's ``model_rebuild``, checked against the backbone's constructor ({} when training)."""
+    if meta is None:
+        return {}
+    return check_kwargs(dict(meta.get("model_rebuild") or {}), get_class(model_cfg._target_), ckpt_path, "model_rebuild")
+
+
+def build_task(cfg: DictConfig, task_cfg: DictConfig, backbone: Any, info: dict[str, Any]) -> Any:
+    """The task around ``backbone``; ``info`` (the data's answer, or a checkpoint's ``data_info``)
+    goes to the constructor directly. A constructor's own TypeError/ValueError (e.g. task.nsp=true
+    on a model without segment embeddings) is a config mistake: one line, not a traceback."""
+    try:
+        return instantiate(task_cfg, _partial_=True, _convert_="all")(backbone=backbone, **info)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"task={cfg.task.name}: {err}") from err
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (TypeError, ValueError)):
+            raise ConfigError(f"task={cfg.task.name}: {err.__cause__}") from err
+        raise
 
 
 def apply_overrides(base: DictConfig, overrides: list[str], prefixes: tuple[str, ...]) -> DictConfig:

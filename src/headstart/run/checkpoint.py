@@ -1,92 +1,78 @@
-"""Rebuild a training run from its checkpoint alone (eval.py, predict.py).
+"""Rebuild a training run from its checkpoint (eval.py, predict.py); a checkpoint is data.
 
-A checkpoint may come from anywhere, so it is treated as data: it is read with
-``weights_only=True`` (run/safe_load.py), and the config stored in it may only name
-``_target_``s among headstart's components or on a short allow-list of library classes,
-checked over the whole stored meta before anything is instantiated.
+A checkpoint may come from anywhere, so nothing in it can reach a callable:
+
+- it is read with ``weights_only=True`` (run/safe_load.py): a pickle of code is refused;
+- its meta is checked against a schema (run/meta.py): plain data, no Hydra key anywhere;
+- the config is *recomposed* from the installed ``conf/`` with the training command's
+  overrides, each checked first (run/composition.py), so every ``_target_`` that is
+  instantiated is one the installed project names;
+- ``model_rebuild`` and ``data_info`` are passed as keyword arguments to the constructors that
+  config names, and must be parameters of them; they are never merged into a config;
+- the stored config is a record: compared with the recomposed one, with one line saying what
+  differs. A record naming a Hydra key (``_target_``...) that the recomposed config does not
+  have is refused: it is a tampered checkpoint or one from an incompatible headstart.
+
+Checkpoints written before the composition was stored (no ``format`` in the meta) are refused
+with one line naming ``python -m scripts.migrate_checkpoint``, which rewrites their meta after
+showing what it found; their stored config is never instantiated.
 """
 
 from __future__ import annotations
 
-import re
+import copy
+from collections.abc import Iterator
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from headstart.run.build import Built, apply_overrides, build
+from headstart.run.composition import checked_overrides, recompose
 from headstart.run.errors import ConfigError
+from headstart.run.meta import _NAME, FORMAT, check_meta, refuse, reserved_key
 from headstart.run.safe_load import safe_load
 
 OVERRIDABLE = ("data", "task", "model")
 CHOICE_KEYS = ("task", "model", "data")
-# Library classes the shipped configs name (grep conf/ for _target_), and headstart's model and
-# data components; anything else (os.system, shutil.copyfile, headstart.run.* helpers that write
-# files) is refused when it comes from a checkpoint.
-ALLOWED_TARGETS = frozenset({
-    "headstart.run.fsdp.TransformerBlockPolicy",
-    "lightning.pytorch.Trainer",
-    "lightning.pytorch.callbacks.EMAWeightAveraging",
-    "lightning.pytorch.callbacks.EarlyStopping",
-    "lightning.pytorch.callbacks.LearningRateMonitor",
-    "lightning.pytorch.callbacks.ModelCheckpoint",
-    "lightning.pytorch.callbacks.RichModelSummary",
-    "lightning.pytorch.callbacks.RichProgressBar",
-    "lightning.pytorch.loggers.CSVLogger",
-    "lightning.pytorch.loggers.TensorBoardLogger",
-    "lightning.pytorch.loggers.WandbLogger",
-    "lightning.pytorch.strategies.DDPStrategy",
-    "lightning.pytorch.strategies.FSDPStrategy",
-})
-ALLOWED_PREFIXES = (
-    *(f"headstart.{part}." for part in ("backbones", "callbacks", "data", "heads", "losses", "metrics", "ops", "tasks")),
-    "torch.optim.", "torchmetrics.",
-)
-_NAME = re.compile(r"^\w[\w/-]*$")  # a config name; no ".." out of conf/
+# Taken from eval's / predict's own command, never from the checkpoint.
+OWN_KEYS = ("trainer", "paths", "logger", "callbacks", "seed", "ckpt_path")
+# Left out of the record comparison line: they describe the training machine and run directory.
+NOT_COMPARED = ("trainer", "paths", "logger", "callbacks", "ckpt_path", "hydra")
+MIGRATE = "python -m scripts.migrate_checkpoint"
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
-    """Load with ``weights_only=True``; a checkpoint without headstart meta is a clear error."""
+    """Load with ``weights_only=True`` and check its meta (run/meta.py); one line when refused."""
     checkpoint = safe_load(path)
     if "headstart" not in checkpoint or not checkpoint["headstart"]:
         raise ConfigError(f"{path}: not a headstart checkpoint (no 'headstart' meta in it)")
-    check_targets(checkpoint["headstart"], path)
+    meta = checkpoint["headstart"]
+    check_meta(meta, path)
+    if meta.get("format") != FORMAT or not meta.get("compose"):
+        found = meta.get("format", "none")
+        raise ConfigError(
+            f"{path}: written by an older headstart (meta format {found}, this one reads {FORMAT}): it does not "
+            f"store the overrides that composed it; `{MIGRATE} {path}` shows what it found and rewrites it"
+        )
     return checkpoint
-
-
-def check_targets(node: Any, path: str, key: str = "") -> None:
-    """Refuse any ``_target_`` in ``node`` (a checkpoint's meta, walked whole) outside the allow-list."""
-    if isinstance(node, dict):
-        target = node.get("_target_")
-        if target is not None and not allowed_target(target):
-            raise ConfigError(
-                f"{path}: refused to load: {key or '<root>'}._target_={target} is not a headstart component "
-                "nor on the allow-list (run/checkpoint.py ALLOWED_TARGETS); a checkpoint's config may not run other code"
-            )
-        for name, value in node.items():
-            check_targets(value, path, f"{key}.{name}" if key else str(name))
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            check_targets(value, path, f"{key}[{i}]")
-
-
-def allowed_target(target: Any) -> bool:
-    return isinstance(target, str) and (target in ALLOWED_TARGETS or target.startswith(ALLOWED_PREFIXES))
 
 
 def choice_overrides(ckpt_path: str, given: list[str]) -> list[str]:
     """``task=… model=… data=…`` of the run that wrote ``ckpt_path``, for those not in ``given``.
 
-    eval.py and predict.py compose their config with these, so ``data.<key>=…`` overrides of
-    the checkpoint's own data config are accepted on the command line. Only those three keys,
-    with plain config names, are taken (a crafted checkpoint must not add Hydra overrides); an
-    unreadable checkpoint gives none here and its one-line error from ``load_checkpoint``.
+    eval.py and predict.py compose their own config with these, so ``data.<key>=…`` overrides
+    on their command line find the keys. Only those three keys, with plain config names, are
+    taken; an unreadable checkpoint gives none here and its one-line error from ``load_checkpoint``.
     """
     try:
         checkpoint = safe_load(ckpt_path, mmap=True)
     except (ConfigError, FileNotFoundError):
         return []
-    choices = (checkpoint.get("headstart") or {}).get("choices") or {}
+    meta = checkpoint.get("headstart")
+    choices = (meta.get("choices") if isinstance(meta, dict) else None) or {}
+    if not isinstance(choices, dict):
+        return []
     given_keys = {o.lstrip("+~").split("=", 1)[0] for o in given}
     return [
         f"{key}={choices[key]}" for key in CHOICE_KEYS
@@ -100,17 +86,83 @@ def with_checkpoint_choices(argv: list[str]) -> list[str]:
     return [argv[0], *choice_overrides(paths[0], argv[1:]), *argv[1:]] if paths else argv
 
 
-def rebuild(cfg: DictConfig, checkpoint: dict[str, Any]) -> Built:
-    """The training config from the checkpoint, with this command's trainer, paths and loggers,
-    and its ``data.* / task.* / model.*`` overrides; weights loaded from the checkpoint."""
+def training_config(checkpoint: dict[str, Any], path: str) -> DictConfig:
+    """The run's training config, recomposed from the installed conf/ with its checked overrides;
+    the stored record is compared with it (one line printed; a foreign Hydra key refused)."""
     meta = checkpoint["headstart"]
-    run_cfg = OmegaConf.create(meta["config"])
-    for key in ("trainer", "paths", "logger", "callbacks", "seed"):
-        run_cfg[key] = cfg.get(key)
+    overrides = checked_overrides(list(meta["compose"]["overrides"]), path)
+    train_cfg = recompose(overrides, path)
+    print(compare_record(meta.get("config") or {}, train_cfg, path, len(overrides)))
+    return train_cfg
+
+
+def rebuild(cfg: DictConfig, checkpoint: dict[str, Any]) -> Built:
+    """The training config (recomposed) with this command's trainer, paths and loggers and its
+    ``data.* / task.* / model.*`` overrides; weights loaded from the checkpoint."""
+    path = str(cfg.get("ckpt_path"))
+    meta = checkpoint["headstart"]
+    run_cfg = training_config(checkpoint, path)
+    with open_dict(run_cfg):
+        for key in OWN_KEYS:
+            run_cfg[key] = cfg.get(key)
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     same = {f"{key}={value}" for key, value in (meta.get("choices") or {}).items()}
     overrides = [o for o in overrides if o not in same]
     run_cfg = apply_overrides(run_cfg, overrides, OVERRIDABLE)
-    built = build(run_cfg, meta=meta, for_training=False)
+    built = build(run_cfg, meta=meta, for_training=False, ckpt_path=path)
     built.task.load_state_dict(checkpoint["state_dict"])
     return built
+
+
+# ---- the stored record against the recomposed config -------------------------------------------
+_MISSING = object()
+
+
+def record_view(train_cfg: DictConfig, record: dict[str, Any]) -> dict[str, Any]:
+    """``train_cfg`` resolved as the training run resolved it: with the record's run paths where
+    they are literal strings (so ``${paths.output_dir}/...`` values compare equal)."""
+    view = copy.deepcopy(train_cfg)
+    paths = record.get("paths")
+    if isinstance(paths, dict) and "paths" in view:
+        with open_dict(view):
+            for key, value in paths.items():
+                if key in view.paths and isinstance(value, str) and "${" not in value and "\\" not in value:
+                    view.paths[key] = value
+    try:
+        return OmegaConf.to_container(view, resolve=True)
+    except Exception:  # noqa: BLE001 - an interpolation into a runtime this process lacks
+        return OmegaConf.to_container(view, resolve=False)
+
+
+def differences(stored: Any, now: Any, where: str = "") -> Iterator[tuple[str, Any, Any]]:
+    if isinstance(stored, dict) and isinstance(now, dict):
+        for key in sorted(set(stored) | set(now), key=str):
+            yield from differences(stored.get(key, _MISSING), now.get(key, _MISSING), f"{where}.{key}" if where else str(key))
+    elif stored != now:
+        yield where, stored, now
+
+
+def holds_reserved(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(reserved_key(k) or holds_reserved(v) for k, v in node.items())
+    if isinstance(node, (list, tuple)):
+        return any(holds_reserved(v) for v in node)
+    return False
+
+
+def compare_record(record: dict[str, Any], train_cfg: DictConfig, path: str, n_overrides: int) -> str:
+    """One line: whether the recomposed config matches the stored record, and where not. A record
+    that has a Hydra key where the recomposed config has not that key and value is refused."""
+    shown = []
+    for where, stored, now in differences(record, record_view(train_cfg, record)):
+        if stored is not _MISSING and (reserved_key(where.rsplit(".", 1)[-1]) or holds_reserved(stored)):
+            raise refuse(path, f"its stored config has {where}={str(stored)[:120]!r}, which the installed conf/ does not "
+                               f"compose from its overrides (a tampered checkpoint, or `{MIGRATE} {path}`)")
+        if where.split(".", 1)[0].split("[", 1)[0] not in NOT_COMPARED:
+            show = lambda v: "absent" if v is _MISSING else repr(v)[:40]  # noqa: E731
+            shown.append(f"{where} (stored {show(stored)}, now {show(now)})")
+    head = f"checkpoint config: recomposed from the installed conf/ with the run's {n_overrides} overrides"
+    if not shown:
+        return f"{head}; the stored record agrees"
+    more = f" (+{len(shown) - 3} more)" if len(shown) > 3 else ""
+    return f"{head}; differs from the stored record at {', '.join(shown[:3])}{more}"

@@ -29,3 +29,32 @@ def check_pairing(cfg: DictConfig) -> None:
         raise ConfigError(
             f"model={model} does not serve task={task}; models for {task}: {', '.join(serving) or 'none'}"
         )
+
+
+# Files of a transformers directory whose ``auto_map`` points at Python modules in the directory.
+REMOTE_CODE_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
+                     "feature_extractor_config.json", "image_processor_config.json")
+
+
+def check_remote_code(model: DictConfig, rebuild: dict | None = None) -> None:
+    """A local model directory (``model.checkpoint``, or a checkpoint's rebuild directories) whose
+    config maps classes to its own code (``auto_map``) is refused unless ``model.trust_remote_code=true``.
+
+    headstart builds the transformers class it wraps in any case (``from_pretrained`` is never
+    given ``trust_remote_code``), so a trusted directory loads into that class and its Python
+    files are still never run; the flag says the user has looked at the directory.
+    """
+    if model.get("trust_remote_code", False):
+        return
+    directories = [model.get("checkpoint"), *((rebuild or {}).get(k) for k in ("checkpoint", "tokenizer_dir"))]
+    for directory in directories:
+        if not isinstance(directory, str) or not Path(directory).is_dir():
+            continue
+        for name in REMOTE_CODE_FILES:
+            file = Path(directory) / name
+            if file.is_file() and '"auto_map"' in file.read_text(errors="replace"):
+                raise ConfigError(
+                    f"{file}: names its own code (auto_map); headstart does not load a model directory with custom "
+                    "code unless model.trust_remote_code=true (it then loads the weights into the transformers class "
+                    "headstart wraps and still runs none of the directory's Python)"
+                )

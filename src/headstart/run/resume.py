@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from headstart.run.errors import ConfigError, in_multirun
+from headstart.run.meta import check_meta
 from headstart.run.safe_load import safe_load
 
 LAST = "last"
@@ -66,7 +67,9 @@ def resumed_meta(ckpt_path: str | None) -> dict[str, Any]:
     ``best``/``hpc`` values); read memory-mapped, so a large checkpoint costs nothing here."""
     if not ckpt_path or not Path(ckpt_path).is_file():
         return {}
-    return dict(safe_load(ckpt_path, mmap=True).get("headstart") or {})
+    meta = safe_load(ckpt_path, mmap=True).get("headstart") or {}
+    check_meta(meta, ckpt_path)  # plain data only: its tokenizer dir, thread count and W&B id are used
+    return dict(meta)
 
 
 def reuse_run_tokenizer(backbone: Any, meta: dict[str, Any]) -> bool:
@@ -82,6 +85,9 @@ def reuse_run_tokenizer(backbone: Any, meta: dict[str, Any]) -> bool:
     folder = rebuild.get("tokenizer_dir") or rebuild.get("checkpoint")
     if not folder or not (Path(folder) / "tokenizer_config.json").is_file():
         return False
+    if '"auto_map"' in (Path(folder) / "tokenizer_config.json").read_text(errors="replace"):
+        raise ConfigError(f"{folder}/tokenizer_config.json: names its own code (auto_map); a resumed run's "
+                          "tokenizer is the one headstart saved, which never does")
     from transformers import AutoTokenizer
 
     backbone.attach(tokenizer=AutoTokenizer.from_pretrained(folder))

@@ -108,4 +108,6 @@ class Task(LightningModule):
         checkpoint["headstart"] = self.meta
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.meta = checkpoint.get("headstart", self.meta)
+        # A resumed run keeps the meta its own build wrote (this command's composition, format and
+        # rebuild data); the killed run's meta was read and checked before building (run/resume.py).
+        self.meta = self.meta or checkpoint.get("headstart", {})
