@@ -217,7 +217,7 @@ def test_freeze_steps_keeps_backbone_fixed_then_trains_it(tmp_path: Path) -> Non
     lightning.seed_everything(cfg.seed)  # the tiny preset's init under the run's seed
     fresh = Wav2Vec2Backbone(preset="tiny").state_dict()
     assert all(torch.equal(state[f"backbone.{k}"], v) for k, v in fresh.items() if not k.startswith("masked"))
-    backbone = Wav2Vec2Backbone(preset="tiny", freeze_steps=2)
+    backbone = Wav2Vec2Backbone(preset="tiny", freeze_steps=2, freeze_feature_encoder=True)
     backbone.update_freeze(0)
     assert not any(p.requires_grad for p in backbone.parameters())
     backbone.update_freeze(2)

@@ -162,7 +162,7 @@ def test_loss_equals_transformers_wav2vec2_for_pretraining() -> None:
                                 proj_codevector_dim=24, num_negatives=7, mask_time_prob=0.65)  # fmt: skip
     hf = transformers.Wav2Vec2ForPreTraining(config)
     backbone.model.load_state_dict(import_huggingface_model(hf.wav2vec2.eval()).state_dict())
-    backbone.masked_spec_embed.data.copy_(hf.wav2vec2.masked_spec_embed.data)
+    backbone.ensure_mask_embedding().data.copy_(hf.wav2vec2.masked_spec_embed.data)  # a preset has none (auto)
     task = _task(backbone, reduction="sum", penalty=0.0)
     for name in ("quantizer", "project_q", "project_hid"):
         getattr(task, name).load_state_dict(getattr(hf, name).state_dict())

@@ -195,3 +195,114 @@ def test_headstart_padding_is_the_mean_over_its_epochs(tmp_path: Path, monkeypat
     )
     assert epoch_mean(tmp_path, ("train/padding_fraction_epoch", "train/padding_fraction")) == pytest.approx(0.073)
     assert epoch_mean(tmp_path, ("missing",)) is None
+
+
+def _tiny_bert(folder: Path, corpus: list[str]) -> Path:
+    """A 1-layer BERT and a WordPiece tokenizer trained on ``corpus``, saved as a checkpoint folder."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    trainer = BertWordPieceTokenizer(lowercase=True)
+    trainer.train_from_iterator(corpus, vocab_size=200, min_frequency=1, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tokenizer = BertTokenizerFast(vocab=trainer.get_vocab(), model_max_length=64)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def _made_up_data(root: Path) -> dict[str, Path]:
+    """Tiny text / NER / audio / image sets of the layouts the defaults rows read."""
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    good, bad, fill = ["great", "lovely", "superb", "fun"], ["awful", "dull", "boring", "bad"], ["the", "film", "was", "plot", "a"]
+    def sentence(words: list[str]) -> str:
+        return " ".join(rng.choice(fill, 3).tolist() + [str(rng.choice(words))] + rng.choice(fill, 2).tolist())
+    rows = [{"text": sentence(good if i % 2 else bad), "label": "pos" if i % 2 else "neg"} for i in range(80)]
+    text = root / "text"
+    text.mkdir(parents=True)
+    (text / "train.json").write_text("".join(json.dumps(r) + "\n" for r in rows[:64]))
+    (text / "val.json").write_text("".join(json.dumps(r) + "\n" for r in rows[64:]))
+    people, places = ["alice", "bob", "carol"], ["paris", "rome", "oslo"]
+    def conll(n: int) -> str:
+        lines = []
+        for _ in range(n):
+            person, place = str(rng.choice(people)), str(rng.choice(places))
+            lines += [f"{person} B-PER", "went O", "to O", f"{place} B-LOC", "city I-LOC", ""]
+        return "\n".join(lines) + "\n"
+    (root / "ner.train").write_text(conll(48))
+    (root / "ner.val").write_text(conll(12))
+    audio, manifests = root / "audio", {}
+    audio.mkdir()
+    for split, n in (("train", 16), ("val", 8)):
+        lines = []
+        for i in range(n):
+            label = i % 2
+            t = np.arange(int(8000 * 0.25)) / 8000
+            wave = 0.5 * np.sin(2 * np.pi * (300 if label else 1200) * t) + 0.01 * rng.standard_normal(t.size)
+            path = audio / f"{split}_{i}.wav"
+            sf.write(path, wave.astype("float32"), 8000)
+            lines.append(json.dumps({"path": path.name, "label": str(label), "duration": 0.25}))
+        manifests[split] = audio / f"{split}.jsonl"
+        manifests[split].write_text("\n".join(lines) + "\n")
+    images = root / "images"
+    for split, n in (("train", 16), ("val", 6)):
+        for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+            (images / split / label).mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(np.array(colour) + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype("uint8")
+                Image.fromarray(pixels).save(images / split / label / f"{i}.png")
+    bert = _tiny_bert(root / "bert", [r["text"] for r in rows] + conll(8).split())
+    return {"text": text, "ner_train": root / "ner.train", "ner_val": root / "ner.val", "audio_train": manifests["train"],
+            "audio_val": manifests["val"], "images": images, "bert": bert}
+
+
+def test_defaults_rows_end_to_end_on_made_up_data(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Every defaults row (headstart's train(cfg) with conf's defaults vs the Trainer as the example
+    scripts run it, and vs the plain CIFAR loop) on tiny data written here, two seeds alternating:
+    the table and the JSON carry mean and std of the metric and samples/s for both sides."""
+    pytest.importorskip("accelerate", reason="transformers' Trainer needs accelerate (the bench extra)")
+    monkeypatch.syspath_prepend(str(ROOT))
+    from scripts.bench import defaults as D
+
+    data = _made_up_data(tmp_path / "data")
+    rows = [
+        D.textcls_row(data["text"], data["bert"], batch_size=16, lr=1e-3, epochs=1),
+        D.ner_row(data["ner_train"], data["ner_val"], data["bert"], batch_size=16, lr=1e-3, epochs=1),
+        D.audio_row(data["audio_train"], data["audio_val"], batch_size=8, lr=1e-3, epochs=1),
+        D.cifar_row(data["images"], epochs=1, batch_size=16),
+    ]
+    lines: list[str] = []
+    done = D.run_rows(rows, D.seed_list(2), tmp_path / "out", threads=torch.get_num_threads(), log=lines.append)
+    assert [row.name for row, _ in done] == list(D.NAMES)
+    table = lines[-2]  # the combined table, before the line naming its JSON
+    assert table.startswith("== defaults ==")
+    for row in rows:
+        record = json.loads((tmp_path / "out" / f"{row.name}.json").read_text())
+        assert record["settings"]["seeds"] == [42, 43]
+        for side in ("headstart", row.peer):
+            stats = record["sides"][side]
+            assert len(stats["runs"]) == 2
+            for key in ("metric", "samples_per_second"):
+                assert stats[key]["n"] == 2 and stats[key]["std"] is not None and stats[key]["std"] >= 0
+                assert stats[key]["mean"] == pytest.approx(sum(stats[key]["values"]) / 2)
+            assert stats["samples_per_second"]["mean"] > 0
+        ratio = record["ratios"][f"headstart/{row.peer}"]
+        hs, peer = record["sides"]["headstart"], record["sides"][row.peer]
+        speed = hs["samples_per_second"]["mean"] / peer["samples_per_second"]["mean"]
+        assert ratio["samples_per_second_mean_ratio"] == pytest.approx(speed)
+        assert "metric_mean_ratio" in ratio
+        line = next(x for x in table.splitlines() if x.startswith(row.name))
+        assert line.count("±") == 4  # metric and samples/s, both sides
+        resolved = record["settings"]["headstart"]["resolved"]
+        assert "optim.weight_decay" in resolved and "trainer.gradient_clip_val" in resolved  # conf's values, recorded
+        if row.peer == "trainer_defaults":
+            args = record["settings"]["peer"]["training_arguments"]
+            assert args["weight_decay"] == 0.0 and args["warmup_steps"] == 0 and args["lr_scheduler_type"] == "linear"
+    combined = json.loads((tmp_path / "out" / "defaults.json").read_text())
+    assert set(combined["rows"]) == set(D.NAMES)

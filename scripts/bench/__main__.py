@@ -1,8 +1,11 @@
-"""``python -m scripts.bench [name ...|all] [--quick] [--repeats N] [--out file.json] [--threads N]
-[--thread-policy] [--torch-dropout] [--no-decode-cache]``.
+"""``python -m scripts.bench [name ...|all|defaults] [--quick] [--repeats N] [--seeds N] [--out file.json]
+[--threads N] [--thread-policy] [--torch-dropout] [--no-decode-cache]``.
 
 Each comparison runs its sides alternately (A B C A B C ...) in this one process, prints a table
 and writes a JSON record (default ``logs/bench/<name>.json``; results are not committed).
+``defaults`` (``defaults_textcls``, ``defaults_ner``, ``defaults_audio``, ``defaults_cifar``) runs
+each side with its own defaults instead of one shared recipe, over ``--seeds`` seeds
+(scripts/bench/defaults.py).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from headstart.run.threads import choose_threads  # noqa: E402
 from scripts.bench.harness import Side, alternate, environment, format_table, summarise, write_json  # noqa: E402
 
 NAMES = ("textcls", "ner", "audio", "image_vit", "image_convnext", "detr_loss")
-ALIASES = {"image": ("image_vit", "image_convnext"), "all": NAMES}
+# each side with its own defaults (scripts/bench/defaults.py); not part of "all"
+DEFAULTS = ("defaults_textcls", "defaults_ner", "defaults_audio", "defaults_cifar")
+ALIASES = {"image": ("image_vit", "image_convnext"), "all": NAMES, "defaults": DEFAULTS}
 METRICS = {"textcls": "val/acc", "ner": "val/f1 (entity)", "audio": "val/acc", "image_vit": "val/acc",
            "image_convnext": "val/acc", "detr_loss": "loss"}
 
@@ -97,12 +102,36 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def run_defaults(names: list[str], args: argparse.Namespace) -> None:
+    """The defaults rows: each side with its own defaults, mean ± std over the seeds."""
+    from scripts.bench import defaults
+
+    threads, source = choose_threads(args.threads)  # one count for both sides, as in run_one
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    seeds = defaults.seed_list(args.seeds or (2 if args.quick else 3))
+    print(f"[bench] defaults: {threads} torch threads ({source}), seeds {seeds}", flush=True)
+    rows = [defaults.build_row(name, args.quick, args.steps) for name in names]
+    out_dir = Path(args.out).parent if args.out else Path("logs/bench")
+    done = defaults.run_rows(rows, seeds, out_dir, quick=args.quick, threads=threads, log=lambda line: print(line, flush=True))
+    if args.out and len(done) == 1:  # --out names the one row's file
+        produced = out_dir / f"{names[0]}{'_quick' if args.quick else ''}.json"
+        if produced != Path(args.out):
+            produced.replace(args.out)
+            print(f"[bench] moved to {args.out}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=["all"], help=f"comparisons: {', '.join(NAMES)}; image (both models); all (default)")
+    parser.add_argument(
+        "names", nargs="*", default=["all"],
+        help=f"comparisons: {', '.join(NAMES)}; image (both models); all (default: these); "
+             f"{', '.join(DEFAULTS)}; defaults (those four: each side with its own defaults)",
+    )
     parser.add_argument("--quick", action="store_true", help="a few hundred steps or fewer per side, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None, help="rounds of A B C (default 2 quick, 3 full)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (overrides the mode's default)")
+    parser.add_argument("--seeds", type=int, default=None, help="defaults rows: seeds per side (default 2 quick, 3 full)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every side (default: headstart's policy)")
     parser.add_argument(
         "--thread-policy", action="store_true", help="add a headstart side at torch's own default thread count (headstart's policy off)"
@@ -117,12 +146,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     names = [n for name in args.names for n in ALIASES.get(name, (name,))]
     for name in names:
-        if name not in NAMES:
-            parser.error(f"unknown comparison {name!r}: one of {', '.join(NAMES)}, image or all")
+        if name not in NAMES and name not in DEFAULTS:
+            parser.error(f"unknown comparison {name!r}: one of {', '.join(NAMES + DEFAULTS)}, image, all or defaults")
     if args.out and len(names) > 1:
         parser.error("--out names one file: give one comparison")
     for name in names:
-        run_one(name, args)
+        if name in NAMES:
+            run_one(name, args)
+    chosen = [name for name in names if name in DEFAULTS]
+    if chosen:
+        run_defaults(chosen, args)
     sys.stdout.flush()
 
 

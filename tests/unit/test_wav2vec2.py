@@ -130,8 +130,32 @@ def test_unknown_preset_and_bundle_are_clear_errors() -> None:
         Wav2Vec2Backbone(checkpoint="WAV2VEC2_NOPE")
 
 
-def test_feature_encoder_frozen_by_default_and_freeze_toggles() -> None:
-    backbone = _tiny()
+def test_feature_encoder_follows_what_is_loaded_by_default(tmp_path: Path) -> None:
+    """auto: a random conv stack (preset, pretrained=false) trains, SpecAugment off; weights from a
+    checkpoint stay fixed, masking at fine-tuning's 0.05; true/false force it either way."""
+    def frozen(backbone: Wav2Vec2Backbone) -> bool:
+        return not any(p.requires_grad for p in backbone.model.feature_extractor.parameters())
+
+    tiny = _tiny()
+    assert not frozen(tiny) and tiny.mask_time_prob == 0.0 and tiny.masked_spec_embed is None
+    torch.manual_seed(0)
+    transformers.Wav2Vec2Model(_hf_config()).save_pretrained(tmp_path)
+    loaded = Wav2Vec2Backbone(checkpoint=str(tmp_path))
+    assert frozen(loaded) and loaded.mask_time_prob == 0.05 and loaded.masked_spec_embed is not None
+    random = Wav2Vec2Backbone(checkpoint=str(tmp_path), pretrained=False)
+    assert not frozen(random) and random.mask_time_prob == 0.0
+    assert frozen(_tiny(freeze_feature_encoder=True)) and _tiny(mask_time_prob=0.05).mask_time_prob == 0.05
+    assert not frozen(Wav2Vec2Backbone(checkpoint=str(tmp_path), freeze_feature_encoder=False))
+    # a rebuild (random init) keeps what auto chose for the trained run, so the weights load back
+    rebuilt = Wav2Vec2Backbone(**loaded.rebuild_kwargs())
+    assert frozen(rebuilt) and rebuilt.mask_time_prob == 0.05
+    assert rebuilt.state_dict().keys() == loaded.state_dict().keys()
+    with pytest.raises(ValueError, match="auto|true|false"):
+        _tiny(freeze_feature_encoder="yes")
+
+
+def test_frozen_feature_encoder_gets_no_gradient_and_freeze_toggles() -> None:
+    backbone = _tiny(freeze_feature_encoder=True)
     extractor = list(backbone.model.feature_extractor.parameters())
     encoder = list(backbone.model.encoder.parameters())
     assert not any(p.requires_grad for p in extractor) and all(p.requires_grad for p in encoder)

@@ -58,6 +58,14 @@ TINY: dict[str, Any] = {
     "aux_num_out": None,
 }
 DEFAULT_PRESETS: dict[str, dict[str, Any]] = {"tiny": TINY}
+AUTO = "auto"
+FINE_TUNING_MASK_TIME_PROB = 0.05  # wav2vec 2.0 fine-tuning (Baevski et al. 2020, HF Wav2Vec2Config)
+
+
+def _flag(value: bool | str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"model.freeze_feature_encoder={value!r} is not one of auto|true|false")
 
 
 class Wav2Vec2Backbone(nn.Module):
@@ -67,11 +75,16 @@ class Wav2Vec2Backbone(nn.Module):
         checkpoint: HF hub id, local HF directory, or torchaudio bundle name.
         preset: name in ``presets``; when set, ``checkpoint`` is ignored (random init).
         presets: extra/overriding presets, name -> ``torchaudio.models.wav2vec2_model`` kwargs.
-        freeze_feature_encoder: keep the conv feature encoder fixed (standard for fine-tuning).
+        freeze_feature_encoder: keep the conv feature encoder fixed. ``"auto"``: fixed when its
+            weights come from a checkpoint (wav2vec2 fine-tuning's rule), trained when they are
+            random (a preset, or ``pretrained=False``): a frozen random conv stack is a fixed
+            random feature map (FSDD, tiny preset, 10 epochs: held-out acc 0.37 frozen vs 0.89).
         layer_drop: probability of skipping each transformer layer in training. With DDP
             and ``layer_drop > 0`` use ``find_unused_parameters=True``.
         mask_time_prob, mask_time_length: SpecAugment in time: about this fraction of valid
             frames, in spans of this many frames, is replaced by a learned embedding.
+            ``"auto"``: 0.05 (wav2vec2 fine-tuning's value) on weights from a checkpoint, 0 on
+            random weights (a regulariser of pretrained features, not of a model learning them).
         mask_feature_prob, mask_feature_length: spans of feature channels set to zero.
         pretrained: load weights; False builds the checkpoint's architecture randomly.
         freeze_steps: keep the whole backbone frozen for the first N optimizer steps (the
@@ -88,9 +101,9 @@ class Wav2Vec2Backbone(nn.Module):
         checkpoint: str = "facebook/wav2vec2-base",
         preset: str | None = None,
         presets: dict[str, dict[str, Any]] | None = None,
-        freeze_feature_encoder: bool = True,
+        freeze_feature_encoder: bool | str = "auto",
         layer_drop: float = 0.0,
-        mask_time_prob: float = 0.05,
+        mask_time_prob: float | str = "auto",
         mask_time_length: int = 10,
         mask_feature_prob: float = 0.0,
         mask_feature_length: int = 10,
@@ -114,6 +127,9 @@ class Wav2Vec2Backbone(nn.Module):
             model, vocab, self.arch = wav2vec2_io.load_bundle(checkpoint, pretrained)
         else:
             model, masked_embed, vocab, self.arch = wav2vec2_io.load_hf(checkpoint, pretrained, overrides)
+        loaded = preset is None and pretrained  # weights from a checkpoint, not random
+        freeze_feature_encoder = loaded if freeze_feature_encoder == AUTO else _flag(freeze_feature_encoder)
+        mask_time_prob = (FINE_TUNING_MASK_TIME_PROB if loaded else 0.0) if mask_time_prob == AUTO else float(mask_time_prob)
         ctc_head, model.aux = model.aux, None
         # where pretraining-head weights (quantizer, projections) may be read from: HF checkpoints only
         from_hf = preset is None and pretrained and not checkpoint.startswith(wav2vec2_io.BUNDLE_PREFIXES)
@@ -163,7 +179,9 @@ class Wav2Vec2Backbone(nn.Module):
     def rebuild_kwargs(self) -> dict[str, Any]:
         """Constructor overrides that rebuild this architecture offline (weights come from a checkpoint)."""
         arch = {k: [list(v) for v in val] if k == "extractor_conv_layer_config" else val for k, val in self.arch.items()}
-        return {"preset": "checkpoint", "presets": {"checkpoint": arch}, "pretrained": False, "ctc_vocab": self.ctc_vocab, "config": None}
+        return {"preset": "checkpoint", "presets": {"checkpoint": arch}, "pretrained": False, "ctc_vocab": self.ctc_vocab, "config": None,
+                # what "auto" chose for the trained run (a rebuild is random-init: auto would differ)
+                "freeze_feature_encoder": self.freeze_feature_encoder, "mask_time_prob": self.mask_time_prob}
 
     @property
     def receptive_field(self) -> int:
