@@ -117,3 +117,12 @@ def test_slurm_launcher_composes(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"], return_hydra_config=True)
     assert "Slurm" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.max_num_timeout > 0
+
+
+def test_the_defaults_table_in_docs_is_current() -> None:
+    """docs/defaults.md is written from the composed configs (scripts/defaults_table.py); a changed
+    default without the regenerated table fails here, and every key shown has a reason."""
+    from scripts.defaults_table import KEYS, SOURCES, main
+
+    assert main(["--check"]) == 0, "docs/defaults.md is stale: python -m scripts.defaults_table"
+    assert all(key in SOURCES for key, _ in KEYS)
