@@ -82,7 +82,7 @@ class ImageClassificationDataModule(DataModule):
         test_path: str | None = None,
         val_fraction: float = 0.1,
         image_size: int | None = None,
-        crop_scale: Sequence[float] = (0.08, 1.0),
+        crop_scale: Sequence[float] | str = "auto",
         hflip: float = 0.5,
         eval_crop_ratio: float = 0.875,
         synthetic_classes: Sequence[str] = SHAPES[:6],
@@ -100,7 +100,7 @@ class ImageClassificationDataModule(DataModule):
         self.paths = {"path": path, "train_path": train_path, "val_path": val_path, "test_path": test_path}
         self.val_fraction = val_fraction
         self.image_size = image_size
-        self.crop_scale = tuple(crop_scale)
+        self.crop_scale = crop_scale if isinstance(crop_scale, str) else tuple(crop_scale)
         self.hflip = hflip
         self.eval_crop_ratio = eval_crop_ratio
         self.synthetic_classes = tuple(synthetic_classes)

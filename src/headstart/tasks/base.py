@@ -56,12 +56,17 @@ class Task(LightningModule):
         modules = dict(self.backbone.lr_groups(backbone_lr)) if hasattr(self.backbone, "lr_groups") else {}
         modules.update({"backbone": (self.backbone, backbone_lr), "head": (self, lr)})
         groups = param_groups(modules, weight_decay)
-        optimizer = make_optimizer(self.optimizer_factory, groups, self.device)
+        optimizer = make_optimizer(self.optimizer_factory, groups, self.device, allow_fused=not self._clips_in_mixed_precision())
         if self.scheduler_factory is None:
             return optimizer
         total = self.total_training_steps() if self.lr_interval == "step" else max(1, self.trainer.max_epochs)
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_interval}}
+
+    def _clips_in_mixed_precision(self) -> bool:
+        """Whether the fit clips gradients under 16/bf16 mixed precision (no fused optimizer then)."""
+        trainer = self._trainer
+        return trainer is not None and bool(trainer.gradient_clip_val) and "mixed" in str(trainer.precision)
 
     def total_training_steps(self) -> int:
         """Optimizer steps of the whole fit, from the datamodule's size.

@@ -44,7 +44,7 @@ def param_groups(
 
 
 def make_optimizer(
-    factory: Callable[..., torch.optim.Optimizer], groups: list[dict], device: torch.device
+    factory: Callable[..., torch.optim.Optimizer], groups: list[dict], device: torch.device, allow_fused: bool = True
 ) -> torch.optim.Optimizer:
     """Call the optimizer partial with its fused kernel where it has one for ``device``.
 
@@ -53,11 +53,14 @@ def make_optimizer(
     loops over the parameters in Python: measured on MiniLM (rt-polarity, batch 32, 2 threads),
     the fused step made headstart's training 1.1x faster (scripts/bench textcls). An optimizer or
     device without the kernel (or ``fused``/``foreach`` set in the config) keeps its default.
+    ``allow_fused=False``: Lightning's mixed-precision plugin refuses to clip the gradients of a
+    fused optimizer (it unscales inside its step), so a clipped mixed-precision fit takes torch's
+    default (foreach) kernel.
     """
     target = factory.func if isinstance(factory, partial) else factory
     keywords = factory.keywords if isinstance(factory, partial) else {}
     params = inspect.signature(target).parameters
-    if "fused" in params and device.type in ("cuda", "cpu") and not {"fused", "foreach"} & set(keywords):
+    if allow_fused and "fused" in params and device.type in ("cuda", "cpu") and not {"fused", "foreach"} & set(keywords):
         try:
             return factory(groups, fused=True)
         except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device / dtype / option
