@@ -311,17 +311,17 @@ def test_migrating_an_old_checkpoint_recovers_its_overrides_and_metrics(
     from scripts.migrate_checkpoint import main as migrate_main
 
     old = old_format(real_checkpoint["checkpoint"])
-    old["headstart"]["config"]["data"]["batch_size"] = 4  # as if trained with data.batch_size=4
+    old["headstart"]["config"]["task"]["predict_top_k"] = 3  # as if trained with task.predict_top_k=3
     ckpt = tmp_path / "old.ckpt"
     torch.save(old, ckpt)
     assert migrate_main([str(ckpt), "--dry-run"]) == 0
     shown = capsys.readouterr().out
-    assert "data.batch_size=4" in shown and "model.preset='tiny'" in shown, shown
+    assert "task.predict_top_k=3" in shown and "model.preset='tiny'" in shown, shown
     assert not (tmp_path / "old.v2.ckpt").exists()
     assert migrate_main([str(ckpt)]) == 0
     migrated = tmp_path / "old.v2.ckpt"
     meta = torch.load(migrated, weights_only=True)["headstart"]
-    assert meta["format"] == 2 and "data.batch_size=4" in meta["compose"]["overrides"]
+    assert meta["format"] == 2 and "task.predict_top_k=3" in meta["compose"]["overrides"]
     metrics = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={migrated}", "trainer.limit_test_batches=1", config_name="eval"))
     assert metrics["test/acc"] == pytest.approx(real_checkpoint["test/acc"])
 

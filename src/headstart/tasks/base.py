@@ -66,7 +66,8 @@ class Task(LightningModule):
     def _clips_in_mixed_precision(self) -> bool:
         """Whether the fit clips gradients under 16/bf16 mixed precision (no fused optimizer then)."""
         trainer = self._trainer
-        return trainer is not None and bool(trainer.gradient_clip_val) and "mixed" in str(trainer.precision)
+        clip = getattr(trainer, "gradient_clip_val", None)
+        return bool(clip) and "mixed" in str(getattr(trainer, "precision", ""))
 
     def total_training_steps(self) -> int:
         """Optimizer steps of the whole fit, from the datamodule's size.
