@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from headstart.run.build import Built, apply_overrides, build
 from headstart.run.composition import checked_overrides, recompose
 from headstart.run.errors import ConfigError
-from headstart.run.meta import _NAME, FORMAT, check_meta, refuse, reserved_key
+from headstart.run.meta import FORMAT, OPTION_NAME, check_meta, refuse, reserved_key
 from headstart.run.safe_load import safe_load
 
 OVERRIDABLE = ("data", "task", "model")
@@ -76,7 +76,7 @@ def choice_overrides(ckpt_path: str, given: list[str]) -> list[str]:
     given_keys = {o.lstrip("+~").split("=", 1)[0] for o in given}
     return [
         f"{key}={choices[key]}" for key in CHOICE_KEYS
-        if isinstance(choices.get(key), str) and _NAME.match(choices[key]) and key not in given_keys
+        if isinstance(choices.get(key), str) and OPTION_NAME.match(choices[key]) and key not in given_keys
     ]
 
 

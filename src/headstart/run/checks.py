@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -36,6 +37,22 @@ REMOTE_CODE_FILES = ("config.json", "tokenizer_config.json", "preprocessor_confi
                      "feature_extractor_config.json", "image_processor_config.json")
 
 
+def remote_code_file(directory: str | Path) -> Path | None:
+    """The first config file of a transformers directory that maps classes to its own code
+    (a top-level ``auto_map``), or None."""
+    for name in REMOTE_CODE_FILES:
+        file = Path(directory) / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(errors="replace"))
+        except json.JSONDecodeError:
+            continue  # not ours to judge here: transformers reports a broken config itself
+        if isinstance(data, dict) and data.get("auto_map"):
+            return file
+    return None
+
+
 def check_remote_code(model: DictConfig, rebuild: dict | None = None) -> None:
     """A local model directory (``model.checkpoint``, or a checkpoint's rebuild directories) whose
     config maps classes to its own code (``auto_map``) is refused unless ``model.trust_remote_code=true``.
@@ -50,11 +67,10 @@ def check_remote_code(model: DictConfig, rebuild: dict | None = None) -> None:
     for directory in directories:
         if not isinstance(directory, str) or not Path(directory).is_dir():
             continue
-        for name in REMOTE_CODE_FILES:
-            file = Path(directory) / name
-            if file.is_file() and '"auto_map"' in file.read_text(errors="replace"):
-                raise ConfigError(
-                    f"{file}: names its own code (auto_map); headstart does not load a model directory with custom "
-                    "code unless model.trust_remote_code=true (it then loads the weights into the transformers class "
-                    "headstart wraps and still runs none of the directory's Python)"
-                )
+        file = remote_code_file(directory)
+        if file is not None:
+            raise ConfigError(
+                f"{file}: names its own code (auto_map); headstart does not load a model directory with custom "
+                "code unless model.trust_remote_code=true (it then loads the weights into the transformers class "
+                "headstart wraps and still runs none of the directory's Python)"
+            )

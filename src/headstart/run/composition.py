@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 
 from headstart.run.checks import CONF_DIR
 from headstart.run.errors import ConfigError
-from headstart.run.meta import _NAME, check_plain, refuse, reserved_key
+from headstart.run.meta import OPTION_NAME, check_plain, refuse, reserved_key
 
 CONFIG_NAME = "train"
 SKIPPED_ROOTS = ("hydra",)
@@ -75,7 +75,7 @@ def checked_override(text: Any, path: str, where: str) -> str | None:
     check_plain(value, path, f"{where} ({key})")
     if _has_interpolation(value):
         raise refuse(path, f"{where}={text[:120]!r} holds an interpolation (${{...}}); resolvers are code")
-    if "." not in key and isinstance(value, str) and not _NAME.match(value):
+    if "." not in key and isinstance(value, str) and not OPTION_NAME.match(value):
         raise refuse(path, f"{where}: {key}={value[:80]!r} is not a config name")
     return text[2:] if parsed.type is OverrideType.FORCE_ADD else text  # ++key=v: change only
 

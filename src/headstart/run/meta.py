@@ -29,7 +29,7 @@ FORMAT = 2
 # Hydra's instantiation keys, and any other key shaped like them (_kwargs_, _set_, ...).
 RESERVED = re.compile(r"^_\w*_$")
 SCALARS = (type(None), bool, int, float, str)
-_NAME = re.compile(r"^\w[\w/-]*$")  # a config name; no ".." out of conf/
+OPTION_NAME = re.compile(r"^\w[\w/-]*$")  # a config name; no ".." out of conf/
 _RUN_ID = re.compile(r"^[\w-]{1,128}$")
 META_KEYS = frozenset({"format", "compose", "choices", "config", "data_info", "model_rebuild", "threads", "wandb_run_id"})
 
@@ -82,7 +82,7 @@ def check_meta(meta: Any, path: str) -> None:
         if not isinstance(compose.get("overrides"), list) or not all(isinstance(o, str) for o in compose["overrides"]):
             raise refuse(path, "compose.overrides must be a list of strings")
     for key, choice in (meta.get("choices") or {}).items():
-        if choice is not None and not (isinstance(choice, str) and _NAME.match(choice)):
+        if choice is not None and not (isinstance(choice, str) and OPTION_NAME.match(choice)):
             raise refuse(path, f"choices.{key}={str(choice)[:80]!r} is not a config name")
     for key in ("data_info", "model_rebuild"):
         if not isinstance(meta.get(key, {}), dict):

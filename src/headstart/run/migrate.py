@@ -28,7 +28,7 @@ from headstart.run.checkpoint import (
 )
 from headstart.run.composition import checked_overrides, recompose
 from headstart.run.errors import ConfigError
-from headstart.run.meta import _NAME, FORMAT, check_meta, reserved_key
+from headstart.run.meta import FORMAT, OPTION_NAME, check_meta, reserved_key
 
 _KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
@@ -65,7 +65,7 @@ def migrate(meta: dict[str, Any], path: str) -> Migration:
     if meta.get("format") == FORMAT:
         raise ConfigError(f"{path}: already meta format {FORMAT}; nothing to migrate")
     choices = meta.get("choices") or {}
-    base = [f"{k}={choices[k]}" for k in CHOICE_KEYS if isinstance(choices.get(k), str) and _NAME.match(choices[k])]
+    base = [f"{k}={choices[k]}" for k in CHOICE_KEYS if isinstance(choices.get(k), str) and OPTION_NAME.match(choices[k])]
     record = {k: v for k, v in (meta.get("config") or {}).items() if k not in NOT_COMPARED}
     composed = record_view(recompose(checked_overrides(base, path), path), record)
     for where, stored, now in differences(record, {k: v for k, v in composed.items() if k not in NOT_COMPARED}):

@@ -24,6 +24,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from headstart.run.checks import remote_code_file
 from headstart.run.errors import ConfigError, in_multirun
 from headstart.run.meta import check_meta
 from headstart.run.safe_load import safe_load
@@ -85,8 +86,9 @@ def reuse_run_tokenizer(backbone: Any, meta: dict[str, Any]) -> bool:
     folder = rebuild.get("tokenizer_dir") or rebuild.get("checkpoint")
     if not folder or not (Path(folder) / "tokenizer_config.json").is_file():
         return False
-    if '"auto_map"' in (Path(folder) / "tokenizer_config.json").read_text(errors="replace"):
-        raise ConfigError(f"{folder}/tokenizer_config.json: names its own code (auto_map); a resumed run's "
+    custom = remote_code_file(folder)
+    if custom is not None:
+        raise ConfigError(f"{custom}: names its own code (auto_map); a resumed run's "
                           "tokenizer is the one headstart saved, which never does")
     from transformers import AutoTokenizer
 
