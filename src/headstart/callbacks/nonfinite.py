@@ -42,17 +42,52 @@ def describe_ids(ids: Any, limit: int = 8) -> str:
     return f"examples {shown}" + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
-def weights_finite(module: torch.nn.Module) -> bool:
-    """One host sync over all parameters (checked only when a checkpoint is about to be written)."""
-    flags = [torch.isfinite(p.detach()).all() for p in module.parameters()]
-    return bool(torch.stack(flags).all()) if flags else True
+def floating_tensors(value: Any, path: str = "") -> list[tuple[str, torch.Tensor]]:
+    """Every floating-point tensor in a checkpoint-like nest of dicts / lists, with its key path
+    (``state_dict.head.fusions.0.bn.running_var``, ``callbacks.EMA.shadow.3``, ``optimizer_states.0...``)."""
+    if isinstance(value, torch.Tensor):
+        return [(path, value)] if torch.is_floating_point(value) or torch.is_complex(value) else []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    found: list[tuple[str, torch.Tensor]] = []
+    for key, item in items:
+        found += floating_tensors(item, f"{path}.{key}" if path else str(key))
+    return found
+
+
+def first_nonfinite(value: Any) -> tuple[str, int] | None:
+    """(key path of the first non-finite tensor, how many are) in ``value``, or None: parameters,
+    buffers (BatchNorm running statistics), EMA / averaged copies held by callbacks and optimizer
+    states alike. One host sync (run only when a checkpoint is about to be written)."""
+    tensors = floating_tensors(value)
+    if not tensors:
+        return None
+    flags = torch.stack([torch.isfinite(t.detach()).all().to("cpu") for _, t in tensors])
+    if bool(flags.all()):
+        return None
+    bad = [name for (name, _), ok in zip(tensors, flags.tolist()) if not ok]
+    return bad[0], len(bad)
+
+
+# Callbacks whose tensors are scores, not weights: their state starts at +-inf by design
+# (ModelCheckpoint's best_model_score / kth_value, EarlyStopping's best_score).
+SCORE_CALLBACKS = ("ModelCheckpoint", "EarlyStopping")
+
+
+def weights_of(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a Lightning checkpoint that hold model state: ``state_dict`` (parameters and
+    buffers), ``optimizer_states``, and every callback's state but the score keepers'."""
+    callbacks = {name: state for name, state in (checkpoint.get("callbacks") or {}).items()
+                 if not str(name).startswith(SCORE_CALLBACKS)}
+    return {"state_dict": checkpoint.get("state_dict", {}), "optimizer_states": checkpoint.get("optimizer_states", []),
+            "callbacks": callbacks}
 
 
 class NonFiniteGuard(Callback):
     """``action``: ``stop`` ends the run (one line: step, epoch, batch, example ids, loss);
     ``skip`` drops an update whose gradients are not finite, counts it (metrics.json
     ``nonfinite_skipped``) and ends the run past ``max_skipped`` skips.
-    Either way, a checkpoint about to be written from non-finite weights is refused and the
+    Either way, a checkpoint about to be written with any non-finite tensor (weights, buffers such
+    as BatchNorm statistics, a callback's EMA or averaged copy, optimizer state) is refused and the
     run ends, so the last good checkpoint stays.
     """
 
@@ -117,10 +152,12 @@ class NonFiniteGuard(Callback):
         """Raising here stops the file from being written: the previous checkpoint stays intact."""
         if self.action == "stop":
             self._raise_if_bad(trainer)
-        if not weights_finite(pl_module):
+        bad = first_nonfinite(weights_of(checkpoint))
+        if bad is not None:
+            name, count = bad
             raise NonFiniteLossError(
-                f"weights are not finite at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-                f"no checkpoint written, the last good one is kept; {HINT}"
+                f"{count} tensor{'s' if count > 1 else ''} of the checkpoint not finite at step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}), first {name}; no checkpoint written, the last good one is kept; {HINT}"
             )
 
     def state_dict(self) -> dict[str, Any]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
@@ -24,6 +26,24 @@ def default_num_workers() -> int:
     except AttributeError:  # macOS / Windows: no affinity call
         cores = os.cpu_count() or 1
     return max(0, min(8, cores - 1))
+
+
+# What a cluster sends the whole process group to end or preempt a job (SLURM: SIGTERM, and the
+# warning signal SIGUSR1/SIGUSR2 with --signal; `kill -TERM -<pgid>`).
+SHUTDOWN_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
+
+
+def worker_start(worker_id: int) -> None:
+    """A loader worker's first call: it ignores the shutdown signals (the main process owns
+    shutdown: it writes last.ckpt and metrics.json, then ends its workers through the loader),
+    then seeds as Lightning's ``seed_everything(workers=True)`` would have. Without this a signal
+    to the process group killed the workers first, and the main process died of
+    ``DataLoader worker ... is killed by signal: Terminated`` before it could save anything.
+    A worker still ends when the main process does (torch's watchdog checks its parent)."""
+    for signum in SHUTDOWN_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if os.environ.get("PL_SEED_WORKERS") == "1":
+        pl_worker_init_function(worker_id)
 
 
 class DataModule(LightningDataModule):
@@ -106,6 +126,7 @@ class DataModule(LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=self.collate,
+            worker_init_fn=worker_start if self.num_workers > 0 else None,
             # The loader draws its workers' base seed from this generator (from torch's global one
             # without it), so creating a loader never moves the stream dropout draws from.
             generator=torch.Generator().manual_seed(self.seed),
