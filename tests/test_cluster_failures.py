@@ -107,3 +107,112 @@ def test_signal_to_the_process_group_with_workers_saves_and_exits_0(signame: str
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["preempted"] is True and metrics["global_step"] == saved["global_step"] > before
     assert sorted(p.name for p in (run / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
+
+
+# ---- config mistakes: one line ----------------------------------------------------------------
+CLI = ["trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar",
+       "~callbacks.rich_model_summary", "logger=csv", "data.num_workers=0"]
+
+
+def run_cli(script: str, tmp_path: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, str(ROOT / script), *args, f"paths.log_dir={tmp_path}/logs"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("data.batch_size=0", "data.batch_size=0: must be an integer >= 1"),
+    ("data.batch_size=-4", "data.batch_size=-4: must be an integer >= 1"),
+    ("optim.lr=-1", "optim.lr=-1: must be a number > 0"),
+    ("data.num_workers=-2", "data.num_workers=-2: must be an integer >= 0 (or null)"),
+    ("optim.warmup_ratio=1.5", "optim.warmup_ratio=1.5: must be a number >= 0 and <= 1"),
+    ("trainer.max_steps=abc", "trainer.max_steps=abc: must be an integer >= -1"),
+    ("data.batch_size=true", "data.batch_size=True: must be an integer >= 1"),
+])
+def test_value_out_of_range_is_one_line_before_anything_is_built(override: str, expected: str, tmp_path: Path) -> None:
+    from headstart.run.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        train(make_cfg(tmp_path, *TINY, override))
+    assert str(caught.value) == expected
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_max_steps_abc_from_the_command_line_is_headstarts_line_not_hydras(tmp_path: Path) -> None:
+    """Before: ``'<' not supported between instances of 'str' and 'int'``."""
+    line = one_error(run_cli("train.py", tmp_path, *CLI, "model.preset=tiny", "trainer.max_steps=abc",
+                             f"hydra.run.dir={tmp_path}/run"))
+    assert line == "error: trainer.max_steps=abc: must be an integer >= -1", line
+
+
+@pytest.fixture(scope="module")
+def image_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 2-step tiny image classification run: its directory (checkpoints/last.ckpt in it)."""
+    run = tmp_path_factory.mktemp("image_run")
+    train(make_cfg(run, *TINY, "trainer.max_steps=2", "callbacks.last_checkpoint.every_n_train_steps=1"))
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    return run
+
+
+@pytest.mark.slow
+def test_ckpt_path_that_is_a_directory_or_not_a_checkpoint_is_named_as_such(image_checkpoint: Path, tmp_path: Path) -> None:
+    """Before: train.py IsADirectoryError; README.md "the checkpoint holds code"; eval.py on a
+    directory "checkpoint not found"."""
+    run = [*CLI, "model.preset=tiny", "trainer.max_steps=1", f"hydra.run.dir={tmp_path}/run"]
+    line = one_error(run_cli("train.py", tmp_path, *run, f"ckpt_path={image_checkpoint}"))
+    assert f"{image_checkpoint} is a directory, not a checkpoint file; pass one of the checkpoints in it:" in line, line
+    assert "last.ckpt" in line
+    line = one_error(run_cli("train.py", tmp_path, *run, f"ckpt_path={ROOT / 'README.md'}"))
+    assert line == f"error: {ROOT / 'README.md'}: not a checkpoint (a file torch.save writes is a zip archive or a pickle)"
+    line = one_error(run_cli("train.py", tmp_path, *run, f"ckpt_path={tmp_path}/nothing.ckpt"))
+    assert line == f"error: ckpt_path={tmp_path}/nothing.ckpt: checkpoint not found", line
+    line = one_error(run_cli("eval.py", tmp_path, f"ckpt_path={image_checkpoint / 'checkpoints'}", "split=val",
+                             f"hydra.run.dir={tmp_path}/eval"))
+    assert "is a directory, not a checkpoint file; pass one of the checkpoints in it:" in line, line
+
+
+@pytest.mark.slow
+def test_resuming_another_tasks_checkpoint_names_both_tasks(image_checkpoint: Path, tmp_path: Path) -> None:
+    """Before: Lightning's state_dict mismatch (missing / unexpected keys)."""
+    last = image_checkpoint / "checkpoints" / "last.ckpt"
+    line = one_error(run_cli("train.py", tmp_path, *CLI, "task=text_classification", "model.preset=tiny",
+                             f"ckpt_path={last}", f"hydra.run.dir={tmp_path}/run"))
+    assert line.startswith(f"error: ckpt_path={last}: this checkpoint is task=image_classification; "
+                           "you asked for task=text_classification"), line
+
+
+# ---- one last.ckpt ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_resuming_a_copied_run_in_place_overwrites_last_ckpt(image_checkpoint: Path, tmp_path: Path) -> None:
+    """Before: the copy wrote last-v1.ckpt and left last.ckpt at the old step, so the next
+    ``ckpt_path=last`` went back in time."""
+    import shutil
+
+    copy = tmp_path / "copied"
+    shutil.copytree(image_checkpoint, copy)
+    step = safe_load(copy / "checkpoints" / "last.ckpt")["global_step"]
+    results = train(make_cfg(copy, *TINY, f"trainer.max_steps={step + 2}", "callbacks.last_checkpoint.every_n_train_steps=1",
+                             "ckpt_path=last"))
+    assert results["global_step"] == step + 2
+    assert sorted(p.name for p in (copy / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
+    assert safe_load(copy / "checkpoints" / "last.ckpt")["global_step"] == step + 2
+
+
+def test_ckpt_path_last_picks_the_furthest_step_not_the_newest_file(tmp_path: Path) -> None:
+    from headstart.run.resume import newest_by_step
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"global_step": 40, "state_dict": {}}, folder / "last-v1.ckpt")
+    time.sleep(0.01)
+    torch.save({"global_step": 12, "state_dict": {}}, folder / "last.ckpt")  # written later, but behind
+    (folder / "last-v2.ckpt").write_text("not a checkpoint")
+    assert newest_by_step(folder.glob("last*.ckpt")) == folder / "last-v1.ckpt"

@@ -24,8 +24,8 @@ from headstart.callbacks.data_skips import DataSkipReport
 from headstart.callbacks.nonfinite import NonFiniteGuard
 from headstart.callbacks.preemption import Preemption
 from headstart.callbacks.throughput import Throughput, peak_memory_mb
-from headstart.run.build import build
-from headstart.run.checks import CONF_DIR
+from headstart.run.build import build, group_choices
+from headstart.run.checks import CONF_DIR, check_ranges, check_resumed_task
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.console import print_config_tree, print_run_locations
 from headstart.run.errors import in_multirun, one_line_errors
@@ -40,9 +40,12 @@ from headstart.run.threads import apply_thread_policy
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (resuming from ``ckpt_path`` when set), test the best checkpoint, write metrics.json."""
     extras(cfg)
+    check_ranges(cfg)  # data.batch_size=0, optim.lr=-1, trainer.max_steps=abc: one line (run/checks.py)
     cfg.ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=last: the checkpoint it means (run/resume.py)
+    check_resume_checkpoint(cfg.get("ckpt_path"))  # a directory, not a checkpoint, pickled code: one line
     # intra-op threads = the cores this process may use, or the resumed run's count (run/threads.py)
     resumed = resumed_meta(cfg.ckpt_path)  # read once: threads here, tokenizer and W&B run in build
+    check_resumed_task(resumed, group_choices(cfg), cfg.ckpt_path)
     apply_thread_policy(cfg, resumed=resumed.get("threads"))
     lightning.seed_everything(cfg.seed, workers=True)
     print_config_tree(cfg)
@@ -54,7 +57,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     task.meta["threads"] = torch.get_num_threads()  # ... and computes with the same thread count
 
     pin_job_for_ddp_children()
-    check_resume_checkpoint(cfg.get("ckpt_path"))  # pickled code: one line, before Lightning loads it
     start = time.perf_counter()
     preemption = find_callback(trainer, Preemption)
     try:

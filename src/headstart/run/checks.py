@@ -1,8 +1,10 @@
-"""Checks that run before any work: does the chosen model serve the chosen task?"""
+"""Checks that run before any work: does the chosen model serve the chosen task, are the values in
+their ranges, is a resumed checkpoint of this task?"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -73,4 +75,83 @@ def check_remote_code(model: DictConfig, rebuild: dict | None = None) -> None:
                 f"{file}: names its own code (auto_map); headstart does not load a model directory with custom "
                 "code unless model.trust_remote_code=true (it then loads the weights into the transformers class "
                 "headstart wraps and still runs none of the directory's Python)"
+            )
+
+
+# ---- value ranges ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """``key`` must be a ``kind`` (int or float; a bool is neither) within [low, high] (``open``:
+    strictly above ``low``); ``optional``: null is allowed (the key's documented "choose for me")."""
+
+    key: str
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    open: bool = False
+    optional: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.kind is int else "a number"
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.open else '>='} {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"<= {self.high:g}")
+        return " ".join([kind, " and ".join(bounds)] if bounds else [kind]) + (" (or null)" if self.optional else "")
+
+    def accepts(self, value: object) -> bool:
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and not isinstance(value, int)):
+            return False
+        if self.low is not None and (value <= self.low if self.open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+# The keys every task's config shares whose value has a range; a key a config lacks is not checked.
+RANGES = (
+    Range("data.batch_size", int, 1),
+    Range("data.eval_batch_size", int, 1, optional=True),
+    Range("data.num_workers", int, 0, optional=True),
+    Range("data.val_fraction", float, 0, 1),
+    Range("optim.lr", float, 0, open=True),
+    Range("optim.backbone_lr", float, 0, open=True, optional=True),
+    Range("optim.weight_decay", float, 0),
+    Range("optim.warmup_ratio", float, 0, 1),
+    Range("optim.min_lr_ratio", float, 0, 1),
+    Range("trainer.max_steps", int, -1),
+    Range("trainer.max_epochs", int, -1, optional=True),
+    Range("trainer.accumulate_grad_batches", int, 1),
+    Range("trainer.log_every_n_steps", int, 1),
+    Range("trainer.gradient_clip_val", float, 0, optional=True),
+    Range("trainer.num_sanity_val_steps", int, -1),
+    Range("callbacks.last_checkpoint.every_n_train_steps", int, 0, optional=True),
+)
+_MISSING = object()
+
+
+def check_ranges(cfg: DictConfig, ranges: tuple[Range, ...] = RANGES) -> None:
+    """One line for the first value out of its range or of the wrong type (``data.batch_size=0``,
+    ``optim.lr=-1``, ``trainer.max_steps=abc``), before anything is built or compared."""
+    for rule in ranges:
+        value = OmegaConf.select(cfg, rule.key, default=_MISSING)
+        if value is _MISSING or OmegaConf.is_config(value):
+            continue
+        if not rule.accepts(value):
+            raise ConfigError(f"{rule.key}={value}: must be {rule.describe()}")
+
+
+def check_resumed_task(meta: dict, asked: dict, ckpt_path: str) -> None:
+    """A resumed checkpoint must be of the task and model asked for (``asked``: this run's group
+    choices, as build.group_choices gives them): one line naming both, before Lightning's
+    state-dict mismatch would."""
+    stored_choices = meta.get("choices") or {}
+    for group in ("task", "model"):
+        stored, wanted = stored_choices.get(group), asked.get(group)
+        if stored and wanted and stored != wanted:
+            raise ConfigError(
+                f"ckpt_path={ckpt_path}: this checkpoint is {group}={stored}; you asked for {group}={wanted} "
+                f"(resume with {group}={stored}, or start a new run without ckpt_path)"
             )

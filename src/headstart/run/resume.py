@@ -5,8 +5,9 @@ are handled by the loaders and the RNG callback); what is decided before buildin
 
 - ``ckpt_path=last``: the ``last.ckpt`` of this run's own directory when there is one (resume
   in place: ``hydra.run.dir=<killed run> ckpt_path=last``), else the newest ``last.ckpt``
-  among this task's single runs, ``<paths.log_dir>/<task>/runs/*/checkpoints/last.ckpt``
-  (by modification time); none is a one-line error. In a multirun job only the job's own
+  among this task's single runs, ``<paths.log_dir>/<task>/runs/*/checkpoints/last.ckpt``;
+  "newest" by the step the checkpoint records, not by file time or name (a copied directory
+  has new file times; an older headstart left ``last-v1.ckpt`` files); none is a one-line error. In a multirun job only the job's own
   folder counts, and without a ``last.ckpt`` there the job starts fresh (a requeued or re-run
   sweep resumes each job from its own checkpoint, and never from another run's).
 - The tokenizer: a preset model's tokenizer is trained on the task's text, and training it
@@ -18,6 +19,7 @@ are handled by the loaders and the RNG callback); what is decided before buildin
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +41,37 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if path != LAST:
         return None if path is None else str(path)
     own = Path(str(cfg.paths.output_dir)) / "checkpoints" / "last.ckpt"
-    if own.is_file():
-        return str(own)
+    mine = newest_by_step(own.parent.glob("last*.ckpt"))
+    if mine:
+        return str(mine)
     if in_multirun():
         print(f"ckpt_path=last: no {own} yet, starting fresh")
         return None
     runs = Path(str(cfg.paths.log_dir)) / task_choice(cfg) / "runs"
-    found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = newest_by_step(runs.glob("*/checkpoints/last*.ckpt"))
     if not found:
         raise ConfigError(
             f"ckpt_path=last: no last.ckpt in {own.parent} nor in {runs}/*/checkpoints; "
             "pass ckpt_path=<run dir>/checkpoints/last.ckpt"
         )
-    return str(found[-1])
+    return str(found)
+
+
+def recorded_step(path: Path) -> int:
+    """The global step a checkpoint records (memory-mapped read); -1 for a file that is not one."""
+    try:
+        return int(safe_load(path, mmap=True).get("global_step", -1))
+    except (ConfigError, OSError, ValueError, TypeError):
+        return -1
+
+
+def newest_by_step(paths: Iterable[Path]) -> Path | None:
+    """The checkpoint furthest along by the step it records (file times change when a run
+    directory is copied; names such as ``last-v1.ckpt`` say nothing of order); ties: the newer file.
+    An unreadable file ranks last but is kept, so that a damaged ``last.ckpt`` is reported as such
+    instead of another run being resumed in its place."""
+    ranked = [(recorded_step(p), p.stat().st_mtime, p) for p in paths if p.is_file()]
+    return max(ranked, key=lambda r: (r[0], r[1]))[2] if ranked else None
 
 
 def task_choice(cfg: DictConfig) -> str:
