@@ -216,3 +216,46 @@ def test_ckpt_path_last_picks_the_furthest_step_not_the_newest_file(tmp_path: Pa
     torch.save({"global_step": 12, "state_dict": {}}, folder / "last.ckpt")  # written later, but behind
     (folder / "last-v2.ckpt").write_text("not a checkpoint")
     assert newest_by_step(folder.glob("last*.ckpt")) == folder / "last-v1.ckpt"
+
+
+# ---- no silent results ----------------------------------------------------------------------------
+def test_skip_that_skips_every_training_example_is_an_error_not_a_best_checkpoint(tmp_path: Path) -> None:
+    """Before: rc 0 and a "best" checkpoint of a model that never saw an example."""
+    import numpy as np
+    from PIL import Image
+
+    from headstart.data.errors import DataError
+
+    for split, count in (("train", 6), ("val", 2)):
+        for name in ("cat", "dog"):
+            folder = tmp_path / "images" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                if split == "train":
+                    (folder / f"{i}.png").write_bytes(b"")  # zero bytes: every training image is bad
+                else:
+                    Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    overrides = ["model.preset=tiny", "trainer.num_sanity_val_steps=0", "data.source=folder",
+                 f"data.path={tmp_path / 'images'}", "data.batch_size=4", "data.on_error=skip", "trainer.max_epochs=2"]
+    with pytest.raises(DataError, match=r"^data\.on_error=skip skipped every training example so far \(12, first .*0\.png"):
+        train(make_cfg(tmp_path / "run", *overrides))
+    assert not list((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
+
+
+def test_an_8_bit_depth_png_is_an_error_unless_its_scale_is_given(tmp_path: Path) -> None:
+    """Before: read as millimetres, 0-0.255 m (abs_rel 55 on real data) without a word."""
+    import numpy as np
+    from PIL import Image
+
+    from headstart.data.depth_sources import load_depth
+    from headstart.data.errors import DataError
+    from headstart.ops.depth_io import read_depth, write_depth_png
+
+    eight = tmp_path / "depth8.png"
+    Image.fromarray(np.full((4, 5), 200, dtype=np.uint8)).save(eight)
+    with pytest.raises(DataError, match=r"depth8\.png: an 8-bit PNG .*set data\.png8_scale=<units per metre>"):
+        load_depth(eight, 1000.0)
+    assert np.allclose(read_depth(eight, 1000.0, png8_scale=50.0), 4.0)  # 200 units at 50 per metre
+    sixteen = tmp_path / "depth16.png"
+    write_depth_png(sixteen, np.full((4, 5), 2.5))
+    assert np.allclose(read_depth(sixteen), 2.5)  # 16-bit millimetres as before

@@ -189,6 +189,7 @@ class DepthEstimationDataModule(DataModule):
     min_depth / max_depth: the valid depth range (also the decoder's output scale, max_depth).
     depth_scale: 16-bit PNG units per metre (NYU 1000 = millimetres, KITTI 256).
     npy_scale: .npy units per metre (1: metres; 1000: millimetres).
+    png8_scale: 8-bit PNG units per metre; null (default): an 8-bit depth PNG is an error.
     eval_crop: metric crop for the task (garg / eigen for KITTI, eigen_nyu for NYU) or None.
     image_size: resize every image first: [H, W], or an int for the longer side, or None.
     crop_size: training random crop [H, W] (None: whole images); hflip: flip probability.
@@ -209,6 +210,7 @@ class DepthEstimationDataModule(DataModule):
         max_depth: float = 10.0,
         depth_scale: float = 1000.0,
         npy_scale: float = 1.0,
+        png8_scale: float | None = None,
         eval_crop: Literal["garg", "eigen", "eigen_nyu"] | None = None,
         image_size: Size = None,
         crop_size: Sequence[int] | None = None,
@@ -233,6 +235,7 @@ class DepthEstimationDataModule(DataModule):
         self.val_fraction = val_fraction
         self.min_depth, self.max_depth, self.depth_scale = float(min_depth), float(max_depth), float(depth_scale)
         self.npy_scale = float(npy_scale)
+        self.png8_scale = None if png8_scale is None else float(png8_scale)
         self.eval_crop = eval_crop
         self.image_size = image_size if image_size is None or isinstance(image_size, int) else tuple(image_size)
         self.crop_size = tuple(crop_size) if crop_size is not None else None
@@ -261,10 +264,10 @@ class DepthEstimationDataModule(DataModule):
         self.splits = pick_source(self.source, {
             "synthetic": lambda: synthetic_splits(self.synthetic_sizes, self.seed, self.synthetic_image_size, self.max_depth),
             "folder": lambda: folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed,
-                                            scale=self.depth_scale, npy_scale=self.npy_scale),
+                                            scale=self.depth_scale, npy_scale=self.npy_scale, png8_scale=self.png8_scale),
             "nyu": lambda: list_splits(**self.paths, depth_root=self.depth_root, val_fraction=self.val_fraction,
                                        seed=self.seed, scale=self.depth_scale, on_error=self.on_error,
-                                       npy_scale=self.npy_scale),
+                                       npy_scale=self.npy_scale, png8_scale=self.png8_scale),
             "hf": lambda: hf_splits(require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["image_column"],
                                     self.hf["depth_column"], self.hf["splits"], self.val_fraction, self.seed,
                                     self.depth_scale),

@@ -48,18 +48,18 @@ def open_image(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read image ({err})") from err
 
 
-def load_depth(path: Path, scale: float, npy_scale: float = 1.0) -> np.ndarray:
+def load_depth(path: Path, scale: float, npy_scale: float = 1.0, png8_scale: float | None = None) -> np.ndarray:
     """read_depth with its file-named ValueError turned into a DataError."""
     try:
-        return read_depth(path, scale, npy_scale)
+        return read_depth(path, scale, npy_scale, png8_scale)
     except ValueError as err:
         raise DataError(str(err)) from err
 
 
-def pair_split(pairs: list[tuple[Path, Path]], scale: float, npy_scale: float = 1.0) -> DepthSplit:
+def pair_split(pairs: list[tuple[Path, Path]], scale: float, npy_scale: float = 1.0, png8_scale: float | None = None) -> DepthSplit:
     return DepthSplit(
         len(pairs),
-        lambda i: (open_image(pairs[i][0]), load_depth(pairs[i][1], scale, npy_scale)),
+        lambda i: (open_image(pairs[i][0]), load_depth(pairs[i][1], scale, npy_scale, png8_scale)),
         lambda i: str(pairs[i][1]),
     )
 
@@ -162,6 +162,7 @@ def folder_splits(
     seed: int,
     scale: float,
     npy_scale: float = 1.0,
+    png8_scale: float | None = None,
 ) -> dict[str, DepthSplit]:
     """``path`` holding train/ val/ [test/] pair folders, or one pair folder split by ``val_fraction``,
     or explicit per-split folders (the same folder for train and val is allowed: overfitting)."""
@@ -173,7 +174,7 @@ def folder_splits(
         pairs["val"] = find_pairs(Path(paths["val"]))
     if paths["test"] is not None:
         pairs["test"] = find_pairs(Path(paths["test"]))
-    return {name: pair_split(items, scale, npy_scale) for name, items in pairs.items()}
+    return {name: pair_split(items, scale, npy_scale, png8_scale) for name, items in pairs.items()}
 
 
 # ---- NYU-style list files -----------------------------------------------------------------------
@@ -206,12 +207,13 @@ def read_pair_list(
     return items
 
 
-def list_split(items: list[tuple[Path, Path] | Skipped], scale: float, npy_scale: float = 1.0) -> DepthSplit:
+def list_split(items: list[tuple[Path, Path] | Skipped], scale: float, npy_scale: float = 1.0,
+               png8_scale: float | None = None) -> DepthSplit:
     def load(i: int) -> tuple[np.ndarray, np.ndarray]:
         item = items[i]
         if isinstance(item, Skipped):
             raise DataError(item.reason)
-        return open_image(item[0]), load_depth(item[1], scale, npy_scale)
+        return open_image(item[0]), load_depth(item[1], scale, npy_scale, png8_scale)
 
     return DepthSplit(len(items), load, lambda i: items[i].where if isinstance(items[i], Skipped) else str(items[i][1]))
 
@@ -227,6 +229,7 @@ def list_splits(
     scale: float,
     on_error: OnError,
     npy_scale: float = 1.0,
+    png8_scale: float | None = None,
 ) -> dict[str, DepthSplit]:
     """NYU/KITTI (BTS, GLPN) split lists; image paths relative to ``path``, depth to ``depth_root``
     (default ``path``). A relative list file is looked up under ``path`` when not found as given."""
@@ -248,7 +251,7 @@ def list_splits(
         items["val"] = read_pair_list(locate(val_path), image_root, depth_dir, on_error)
     if test_path is not None:
         items["test"] = read_pair_list(locate(test_path), image_root, depth_dir, on_error)
-    return {name: list_split(rows, scale, npy_scale) for name, rows in items.items()}
+    return {name: list_split(rows, scale, npy_scale, png8_scale) for name, rows in items.items()}
 
 
 # ---- Hugging Face datasets ----------------------------------------------------------------------

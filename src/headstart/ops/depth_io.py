@@ -16,10 +16,14 @@ from PIL import Image
 PNG_MM_SCALE = 1000.0  # 16-bit PNG units per metre when writing (millimetres)
 
 
-def read_depth(path: str | Path, scale: float = PNG_MM_SCALE, npy_scale: float = 1.0) -> np.ndarray:
+def read_depth(path: str | Path, scale: float = PNG_MM_SCALE, npy_scale: float = 1.0,
+               png8_scale: float | None = None) -> np.ndarray:
     """Read a depth map in metres: [H, W] float32, 0 where invalid.
 
-    ``.png``: single-channel 8/16-bit integers divided by ``scale`` (units per metre).
+    ``.png``: single-channel 16-bit integers divided by ``scale`` (units per metre). An 8-bit
+    PNG is divided by ``png8_scale``; without one it is an error: at the 16-bit scale its 0-255
+    would read as millimetres (0-0.255 m, abs_rel 55 on real data, without a word), and an 8-bit
+    "depth" PNG is most often a visualisation, not the measured depth.
     ``.npy``: numbers divided by ``npy_scale`` (units per metre: 1 for metres, 1000 for
     millimetres); [H, W] or [H, W, 1] / [1, H, W].
     Raises ValueError naming the file when it cannot be read or holds no valid depth.
@@ -27,7 +31,14 @@ def read_depth(path: str | Path, scale: float = PNG_MM_SCALE, npy_scale: float =
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".png":
-        raw = _read_png(path).astype(np.float64) / scale
+        array = _read_png(path)
+        if array.dtype == np.uint8 and png8_scale is None:
+            raise ValueError(
+                f"depth file {path}: an 8-bit PNG (values 0-255 would read as 0-{255 / scale:g} m at "
+                f"data.depth_scale={scale:g}); give depth as 16-bit PNGs or .npy, or set data.png8_scale=<units per metre> "
+                "if the 8-bit values really are depth"
+            )
+        raw = array.astype(np.float64) / (png8_scale if array.dtype == np.uint8 else scale)
     elif suffix == ".npy":
         raw = _read_npy(path) / npy_scale
     else:
