@@ -259,3 +259,41 @@ def test_an_8_bit_depth_png_is_an_error_unless_its_scale_is_given(tmp_path: Path
     sixteen = tmp_path / "depth16.png"
     write_depth_png(sixteen, np.full((4, 5), 2.5))
     assert np.allclose(read_depth(sixteen), 2.5)  # 16-bit millimetres as before
+
+
+def test_label_spellings_merge_with_a_warning_and_case_clashes_are_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: ``pos ``, ``Pos`` and ``pos`` were 3 classes; folders ``Cat/`` and ``cat/`` two."""
+    import numpy as np
+    from hydra.utils import instantiate
+    from PIL import Image
+
+    from conftest import make_cfg as compose
+    from headstart.data.errors import DataError
+
+    def datamodule(*overrides: str) -> object:
+        cfg = compose(tmp_path / "run", "model.preset=tiny", *overrides)
+        return instantiate(cfg.data, _convert_="all")
+
+    rows = [{"text": f"text {i}", "label": label} for i, label in enumerate(["pos ", "pos", "neg", " neg", "pos"] * 4)]
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = ["task=text_classification", "data.source=jsonl", f"data.train_path={train_file}", f"data.val_path={train_file}"]
+    with caplog.at_level("WARNING", logger="headstart.data.labels"):
+        assert datamodule(*text).info()["labels"] == ["neg", "pos"]
+    assert "labels with surrounding spaces merged: ' neg' / 'neg' -> 'neg'; 'pos' / 'pos ' -> 'pos'" in caplog.text
+
+    rows[0]["label"] = "Pos"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"train\.jsonl: class names that differ only in case: 'Pos' / 'pos'; .*case_sensitive_labels=true"):
+        datamodule(*text).info()
+    assert datamodule(*text, "data.case_sensitive_labels=true").info()["labels"] == ["Pos", "neg", "pos"]
+
+    for name in ("Cat", "cat", "dog"):
+        folder = tmp_path / "images" / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8, 3), 60 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    images = ["data.source=folder", f"data.path={tmp_path / 'images'}"]
+    with pytest.raises(DataError, match=r"class names that differ only in case: 'Cat' / 'cat'"):
+        datamodule(*images).info()
+    assert datamodule(*images, "data.case_sensitive_labels=true").info()["labels"] == ["Cat", "cat", "dog"]

@@ -30,6 +30,7 @@ from headstart.data.base import DataModule
 from headstart.data.ctc_vocab import CtcVocab, UnknownCharacterError
 from headstart.data.errors import DataError
 from headstart.data.inputs import expand_inputs
+from headstart.data.labels import check_spellings, clean_label
 from headstart.data.samplers import LengthGroupedBatchSampler
 from headstart.data.sources.audio import (
     AUDIO_EXTENSIONS,
@@ -266,10 +267,12 @@ class AudioClassificationDataModule(AudioDataModule):
         synthetic_num_classes: int = 6,
         synthetic_min_seconds: float = 0.5,
         synthetic_max_seconds: float = 1.0,
+        case_sensitive_labels: bool = False,
         **common: Any,
     ) -> None:
         super().__init__(target_column=label_column, **common)
         self.max_seconds = max_seconds
+        self.case_sensitive_labels = case_sensitive_labels
         self.synthetic = {"num_classes": synthetic_num_classes, "min_duration": synthetic_min_seconds,
                           "max_duration": synthetic_max_seconds}  # fmt: skip
         self.labels: list[str] = []
@@ -289,7 +292,14 @@ class AudioClassificationDataModule(AudioDataModule):
     def _prepare_targets(self) -> None:
         if self.class_names is not None:  # set by the reader: the synthetic set's or a ClassLabel's names
             self.labels = list(self.class_names)
-        else:
+        else:  # class names as data/labels.py reads them: "yes " is "yes", Yes / yes an error
+            raw = [item.target for item in self.splits["train"] if item.error is None]
+            where = str(self.paths["train_path"] or self.paths["path"] or "the training labels")
+            check_spellings(raw, where, self.case_sensitive_labels)
+            for items in self.splits.values():
+                for item in items:
+                    if item.target is not None:
+                        item.target = clean_label(item.target)
             self.labels = sorted({str(item.target) for item in self.splits["train"] if item.error is None})
 
     def _targets(self, split: str, items: list[AudioItem]) -> list[Any]:

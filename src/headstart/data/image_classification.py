@@ -93,6 +93,7 @@ class ImageClassificationDataModule(DataModule):
         hf_splits: dict[str, str | None] | None = None,
         image_column: str = "image",
         label_column: str = "label",
+        case_sensitive_labels: bool = False,
         **loader: Any,
     ) -> None:
         super().__init__(**loader)
@@ -103,6 +104,7 @@ class ImageClassificationDataModule(DataModule):
         self.crop_scale = crop_scale if isinstance(crop_scale, str) else tuple(crop_scale)
         self.hflip = hflip
         self.eval_crop_ratio = eval_crop_ratio
+        self.case_sensitive_labels = case_sensitive_labels
         self.synthetic_classes = tuple(synthetic_classes)
         self.synthetic_sizes = dict(synthetic_sizes or {"train": 2000, "val": 400, "test": 400})
         self.synthetic_image_size = synthetic_image_size
@@ -118,7 +120,8 @@ class ImageClassificationDataModule(DataModule):
         self.labels, self.splits = pick_source(self.source, {
             "synthetic": lambda: (list(self.synthetic_classes), synthetic_splits(
                 self.synthetic_classes, self.synthetic_sizes, self.seed, self.synthetic_image_size)),
-            "folder": lambda: folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed),
+            "folder": lambda: folder_splits(**self.paths, val_fraction=self.val_fraction, seed=self.seed,
+                                            case_sensitive_labels=self.case_sensitive_labels),
             "hf": lambda: hf_splits(
                 require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["image_column"], self.hf["label_column"],
                 self.hf["splits"], self.val_fraction, self.seed,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from headstart.data.encoder_text import EncoderTextDataModule, FeatureDataset, Item, parse_all
 from headstart.data.errors import DataError, Skipped, load_example, ride_along
 from headstart.data.inputs import expand_inputs
+from headstart.data.labels import check_spellings, clean_label
 from headstart.data.sources.hf import load_hf_splits
 from headstart.data.sources.text import read_lines, read_records, require_columns
 from headstart.data.splits import hold_out, pick_source, require_hf_name, split_file
@@ -42,6 +43,7 @@ class TextClassificationDataModule(EncoderTextDataModule):
         labels: Sequence[str] | None = None,
         multi_label: bool = False,
         label_separator: str = ",",
+        case_sensitive_labels: bool = False,
         synthetic_sizes: dict[str, int] | None = None,
         hf_name: str | None = None,
         hf_subset: str | None = None,
@@ -56,6 +58,7 @@ class TextClassificationDataModule(EncoderTextDataModule):
         self.labels: list[str] = list(labels or [])
         self.multi_label = multi_label
         self.label_separator = label_separator
+        self.case_sensitive_labels = case_sensitive_labels
         self.synthetic_sizes = dict(synthetic_sizes or {"train": 2000, "val": 300, "test": 300})
         self.hf = (hf_name or path, hf_subset, dict(hf_splits or {"train": "train", "val": "validation", "test": "test"}))
         self.examples: dict[str, list[tuple[str, Item]]] = {}
@@ -132,6 +135,12 @@ class TextClassificationDataModule(EncoderTextDataModule):
         def names(item: Item) -> list[str]:
             return [] if isinstance(item, Skipped) else (item["label"] if self.multi_label else [item["label"]])
 
+        raw = [n for _, item in self.examples["train"] for n in names(item)]
+        for items in self.examples.values():  # "pos " is "pos" (data/labels.py)
+            for _, item in items:
+                if not isinstance(item, Skipped):
+                    item["label"] = [clean_label(n) for n in item["label"]] if self.multi_label else clean_label(item["label"])
+        check_spellings(raw, next((p for p in self.paths if p), "the training labels"), self.case_sensitive_labels)
         if not self.labels:
             self.labels = sorted({n for _, item in self.examples["train"] for n in names(item)})
         known = set(self.labels)

@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image
 
 from headstart.data.errors import DataError
+from headstart.data.labels import check_spellings, clean_label
 from headstart.data.splits import hold_out, split_folders
 from headstart.data.synthetic.shapes import render_shape_image
 
@@ -109,19 +110,23 @@ def folder_splits(
     test_path: str | None,
     val_fraction: float,
     seed: int,
+    case_sensitive_labels: bool = False,
 ) -> tuple[list[str], dict[str, ImageSplit]]:
     """ImageFolder layout: ``path`` holding train/ val/ [test/], or one class tree split by fraction,
-    or explicit per-split paths. Returns (class names, splits)."""
+    or explicit per-split paths. Returns (class names, splits). Folder names are class names as
+    data/labels.py reads them (``Cat/`` beside ``cat/`` is an error unless case-sensitive)."""
     paths = split_folders(path, train_path, val_path, test_path)
     train_items = list_class_folder(Path(paths["train"]))
+    check_spellings([name for _, name in train_items], str(paths["train"]), case_sensitive_labels)
+    train_items = [(file, clean_label(name)) for file, name in train_items]
     labels = sorted({name for _, name in train_items})
     split_items: dict[str, list[tuple[Path, str]]] = {"train": train_items}
     if paths["val"] is None:
         split_items["train"], split_items["val"] = hold_out(train_items, val_fraction, seed)
     else:
-        split_items["val"] = list_class_folder(Path(paths["val"]))
+        split_items["val"] = [(f, clean_label(n)) for f, n in list_class_folder(Path(paths["val"]))]
     if paths["test"] is not None:
-        split_items["test"] = list_class_folder(Path(paths["test"]))
+        split_items["test"] = [(f, clean_label(n)) for f, n in list_class_folder(Path(paths["test"]))]
     return labels, {name: folder_split(items, labels) for name, items in split_items.items()}
 
 
