@@ -356,6 +356,9 @@ CASES = [
          "3 columns, expected token column 0 and tag column -1 (the file's lines have 4 columns)"),
     Case("conll_unknown_tag_in_val", lambda r: conll(r, "Anna NNP B-NP B-XYZ\n", where="val"), "val.txt:11", "unknown tag 'B-XYZ'"),
     Case("conll_non_utf8", conll_bytes, "train.txt:32", "not valid UTF-8"),
+    # issue 28: a zero-width space tagged B-PER became no token and its entity vanished (data_skipped 0)
+    Case("conll_word_that_is_no_token", lambda r: conll(r, "John NNP B-NP B-PER\n\u200b NNP B-NP I-PER\n"), "train.txt:32",
+         "becomes no token for this tokenizer"),
     Case("squad_answer_start_mismatch", lambda r: squad(r, {"text": "Rome", "answer_start": 3}), "train.json:56", "does not match"),
     Case("squad_empty_context", lambda r: squad(r, {"text": "Rome", "answer_start": 0, "context": " "}), "train.json:56", "empty context"),
     Case("text_non_utf8_line", lambda r: lm_text(r, b"caf\xe9 au lait"), "train.txt:21", "not valid UTF-8"),

@@ -88,6 +88,28 @@ def read_conll(path: str | Path, token_column: int, tag_column: int, on_error: s
     return sentences
 
 
+def word_line(where: str, index: int, one_word_a_line: bool) -> str:
+    """Where word ``index`` of a sentence at ``where`` is: CoNLL's ``file:line`` (one word a line,
+    ``where`` the first word's), else ``<where> word <index>``."""
+    found = re.fullmatch(r"(.*):(\d+)", where) if one_word_a_line else None
+    return f"{found.group(1)}:{int(found.group(2)) + index}" if found else f"{where} word {index}"
+
+
+def check_words_kept(where: str, tokens: list[str], tags: list[str], word_ids: Sequence[int | None],
+                     max_length: int | None, one_word_a_line: bool = False) -> None:
+    """A tagged word (not ``O``) that the tokenizer turns into no token at all (a zero-width space,
+    a control character) would take its entity out of training and scoring without a word: a
+    DataError naming its line (a counted skip of the sentence under ``data.on_error=skip``). Words
+    past ``max_length`` are truncation, not this."""
+    kept = {w for w in word_ids if w is not None}
+    last = max(kept, default=-1)
+    truncated = max_length is not None and len(word_ids) >= max_length
+    for i, (token, tag) in enumerate(zip(tokens, tags)):
+        if i not in kept and tag != "O" and not (truncated and i > last):
+            raise DataError(f"{word_line(where, i, one_word_a_line)}: the word {token!r} (tag {tag}) becomes no token for this "
+                            "tokenizer, so its entity would be lost; remove or replace it")
+
+
 class TokenClassificationDataModule(EncoderTextDataModule):
     """Sentences (words + tags) -> input_ids / attention_mask [B, L], labels [B, L] (-100 ignored),
     plus per example its words, word_ids and word character offsets (for predictions)."""
@@ -206,6 +228,8 @@ class TokenClassificationDataModule(EncoderTextDataModule):
         ids = [[self.labels.index(t) for t in tags]] if tags is not None else None
         enc = tokenize_and_align_labels(self.tokenizer, [tokens], ids, self.labels, self.max_length, self.label_all_tokens)
         feature = {key: value[0] for key, value in enc.items()}
+        if tags is not None:
+            check_words_kept(where, tokens, tags, feature["word_ids"], self.max_length, self.source == "conll")
         if tags is None:  # prediction: one position per first sub-token, so its word is known
             feature["labels"] = [-100] * len(feature["input_ids"])
         text, spans = "", []
