@@ -1,5 +1,8 @@
-"""How clusters end and break runs (issue 28): a signal to the whole process group, non-finite
-buffers, checkpoint paths that are not checkpoints, and config values out of range."""
+"""How clusters end and break runs, and results that were silently wrong (issue 28): a signal to
+the whole process group, non-finite buffers, one last.ckpt, checkpoint paths that are not
+checkpoints or are of another task, config values out of range, runs that skipped every example,
+8-bit depth PNGs and label spellings. Every case here failed before the change that fixed it (the
+CoNLL word that becomes no token is a case of tests/test_bad_inputs.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +10,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from test_preemption import start
+from test_robustness import CLI, run_cli
 
 from conftest import ROOT, make_cfg
 from headstart.callbacks.nonfinite import NonFiniteLossError, first_nonfinite, weights_of
@@ -57,28 +61,12 @@ def test_skip_never_writes_a_checkpoint_with_nonfinite_buffers(task: list[str], 
 
 
 # ---- a signal to the whole process group ------------------------------------------------------
-GROUP_ARGS = [
-    "model.preset=tiny", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar",
-    "~callbacks.rich_model_summary", "logger=csv", "trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1", "data.batch_size=8", "data.synthetic_sizes={train: 8000, val: 8, test: 8}",
-    "callbacks.last_checkpoint.every_n_train_steps=2", "trainer.max_steps=100000",
-]
-
-
-def start_group(tmp_path: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
-    """train.py as the leader of its own process group (as a batch scheduler starts a job step)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *GROUP_ARGS, *extra, f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path}/logs"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-
-
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.is_file():
         if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError(f"{path} never appeared: {proc.communicate()[1][-3000:]}")
         time.sleep(0.1)
 
@@ -92,7 +80,7 @@ def test_signal_to_the_process_group_with_workers_saves_and_exits_0(signame: str
     """Before: rc 1, ``DataLoader worker ... is killed by signal: Terminated``, no last.ckpt, no metrics.json."""
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
-    proc = start_group(tmp_path, run, *workers)
+    proc = start(tmp_path, run, "trainer.max_steps=100000", *workers, new_session=True)
     wait_for(last, proc, timeout=240)
     before = safe_load(last)["global_step"]
     os.killpg(proc.pid, getattr(signal, signame))
@@ -110,17 +98,6 @@ def test_signal_to_the_process_group_with_workers_saves_and_exits_0(signame: str
 
 
 # ---- config mistakes: one line ----------------------------------------------------------------
-CLI = ["trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar",
-       "~callbacks.rich_model_summary", "logger=csv", "data.num_workers=0"]
-
-
-def run_cli(script: str, tmp_path: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, str(ROOT / script), *args, f"paths.log_dir={tmp_path}/logs"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 def one_error(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

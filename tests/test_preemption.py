@@ -26,11 +26,13 @@ ARGS = [
 ]
 
 
-def start(tmp_path: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
+def start(tmp_path: Path, run_dir: Path, *extra: str, new_session: bool = False) -> subprocess.Popen:
+    """train.py in a subprocess; ``new_session``: as the leader of its own process group (as a
+    batch scheduler starts a job step), so that ``os.killpg(proc.pid, ...)`` reaches its workers."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *ARGS, *extra, f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path}/logs"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=new_session,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import os
 import signal
 from collections.abc import Callable
@@ -44,6 +46,30 @@ def worker_start(worker_id: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
     if os.environ.get("PL_SEED_WORKERS") == "1":
         pl_worker_init_function(worker_id)
+
+
+def end_workers_at_exit() -> None:
+    """At interpreter exit, multiprocessing ends daemonic children with SIGTERM and then waits for
+    them, which a worker that ignores SIGTERM (see :func:`worker_start`) would never answer: a
+    persistent worker of a run that ended by an error kept the process alive forever. Here they
+    get SIGTERM, half a second, then SIGKILL (registered after multiprocessing's own exit hook,
+    so it runs first)."""
+    for process in multiprocessing.active_children():
+        if process.daemon:
+            process.terminate()
+            process.join(0.5)
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+
+
+_REAPER: list[bool] = []
+
+
+def register_worker_reaper() -> None:
+    if not _REAPER:
+        atexit.register(end_workers_at_exit)
+        _REAPER.append(True)
 
 
 class DataModule(LightningDataModule):
@@ -121,6 +147,8 @@ class DataModule(LightningDataModule):
         if dataset is None:
             return []
         cls = StatefulDataLoader if stateful else torch.utils.data.DataLoader
+        if self.num_workers > 0:
+            register_worker_reaper()
         common = dict(
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
