@@ -42,9 +42,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     extras(cfg)
     check_ranges(cfg)  # data.batch_size=0, optim.lr=-1, trainer.max_steps=abc: one line (run/checks.py)
     cfg.ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=last: the checkpoint it means (run/resume.py)
-    check_resume_checkpoint(cfg.get("ckpt_path"))  # a directory, not a checkpoint, pickled code: one line
+    check_resume_checkpoint(cfg.get("ckpt_path"))  # a directory or a missing file: one line
     # intra-op threads = the cores this process may use, or the resumed run's count (run/threads.py)
-    resumed = resumed_meta(cfg.ckpt_path)  # read once: threads here, tokenizer and W&B run in build
+    resumed = resumed_meta(cfg.ckpt_path)  # read once, safely: threads here, tokenizer and W&B run in build
     check_resumed_task(resumed, group_choices(cfg), cfg.ckpt_path)
     apply_thread_policy(cfg, resumed=resumed.get("threads"))
     lightning.seed_everything(cfg.seed, workers=True)

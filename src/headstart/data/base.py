@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import os
 import signal
@@ -63,13 +64,10 @@ def end_workers_at_exit() -> None:
                 process.join(1.0)
 
 
-_REAPER: list[bool] = []
-
-
+@functools.cache
 def register_worker_reaper() -> None:
-    if not _REAPER:
-        atexit.register(end_workers_at_exit)
-        _REAPER.append(True)
+    """Register :func:`end_workers_at_exit` once per process (when a loader with workers is made)."""
+    atexit.register(end_workers_at_exit)
 
 
 class DataModule(LightningDataModule):

@@ -76,11 +76,10 @@ LIGHTNING_CKPT_KEYWORDS = ("best", "hpc", "registry")
 
 
 def check_resume_checkpoint(path: str | None) -> None:
-    """Read ``ckpt_path`` safely before Lightning does (its refusal is torch's multi-line text);
-    memory-mapped, so a large checkpoint costs little. Lightning's keywords (``best``, ``hpc``)
-    pass; a directory or a missing file is one line naming it."""
+    """``ckpt_path`` must name a checkpoint file: a directory or a missing file is one line naming
+    it. Lightning's keywords (``best``, ``hpc``) pass. The file itself is read safely once, by
+    ``run/resume.py:resumed_meta`` (its refusal of code or of a non-checkpoint is one line too)."""
     if not path or str(path) in LIGHTNING_CKPT_KEYWORDS or str(path).startswith("registry"):
         return
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={not_a_file_message(path)}")
-    safe_load(path, mmap=True)

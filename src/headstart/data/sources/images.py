@@ -116,17 +116,22 @@ def folder_splits(
     or explicit per-split paths. Returns (class names, splits). Folder names are class names as
     data/labels.py reads them (``Cat/`` beside ``cat/`` is an error unless case-sensitive)."""
     paths = split_folders(path, train_path, val_path, test_path)
-    train_items = list_class_folder(Path(paths["train"]))
-    check_spellings([name for _, name in train_items], str(paths["train"]), case_sensitive_labels)
-    train_items = [(file, clean_label(name)) for file, name in train_items]
+
+    def listed(split: str) -> list[tuple[Path, str]]:
+        items = list_class_folder(Path(paths[split]))
+        if split == "train":
+            check_spellings([name for _, name in items], str(paths["train"]), case_sensitive_labels)
+        return [(file, clean_label(name)) for file, name in items]
+
+    train_items = listed("train")
     labels = sorted({name for _, name in train_items})
     split_items: dict[str, list[tuple[Path, str]]] = {"train": train_items}
     if paths["val"] is None:
         split_items["train"], split_items["val"] = hold_out(train_items, val_fraction, seed)
     else:
-        split_items["val"] = [(f, clean_label(n)) for f, n in list_class_folder(Path(paths["val"]))]
+        split_items["val"] = listed("val")
     if paths["test"] is not None:
-        split_items["test"] = [(f, clean_label(n)) for f, n in list_class_folder(Path(paths["test"]))]
+        split_items["test"] = listed("test")
     return labels, {name: folder_split(items, labels) for name, items in split_items.items()}
 
 
