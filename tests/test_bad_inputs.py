@@ -525,3 +525,24 @@ def test_vision_batch_of_only_a_skipped_image_trains_and_is_counted(case_id: str
                              "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0", "test=false", "callbacks.media=null"))
     assert results["data_skipped"] >= 1, results
     assert any(key.startswith("val/") for key in results), results
+
+
+@pytest.mark.parametrize("case", ["yolo_label_without_image", "image_without_mask"])
+def test_unpaired_files_are_named_or_counted_never_dropped_silently(case: str, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28: a YOLO label file without its image, and a segmentation image without its mask,
+    were left out without a word."""
+    root = tmp_path / "data"
+    if case == "yolo_label_without_image":
+        overrides = yolo(root, "1 0.5 0.5 0.2 0.2")
+        write(root / "labels" / "train" / "9.txt", "0 0.5 0.5 0.3 0.3\n")
+        orphan, what = "9.txt", "a label file without its image"
+    else:
+        overrides = masks(root, np.zeros((32, 32), np.uint8))
+        write(root / "images" / "train" / "7.png", png_bytes(7, 32))
+        orphan, what = "7.png", "an image without a mask"
+    with pytest.raises(DataError, match=rf"{orphan}: {what} under .*data\.on_error=skip"):
+        setup_data(tmp_path / "a", overrides)
+    with caplog.at_level("WARNING", logger="headstart.data.errors"):
+        run_data(tmp_path / "b", [*overrides, "data.on_error=skip"])
+    assert f"data.on_error=skip: left out 1 files: {what}" in caplog.text and orphan in caplog.text

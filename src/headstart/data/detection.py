@@ -211,7 +211,7 @@ class ObjectDetectionDataModule(DataModule):
             "synthetic": lambda: synthetic_source(shapes, sizes, self.seed, image_size, max_objects, size_range),
             "coco": lambda: coco_source(self.path, self.split_paths, layout["image_dir"], fraction, self.seed),
             "yolo": lambda: yolo_source(self.path, layout["image_dir"], layout["label_dir"], layout["classes"],
-                                        layout["classes_file"], fraction, self.seed),
+                                        layout["classes_file"], fraction, self.seed, self.on_error),
             "voc": lambda: voc_source(self.path, layout["classes"], layout["classes_file"], layout["skip_difficult"],
                                       fraction, self.seed),
             "hf": lambda: hf_source(require_hf_name(self.hf["name"]), self.hf["subset"], self.hf["splits"],

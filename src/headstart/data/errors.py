@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 OnError = Literal["raise", "skip"]
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -23,6 +26,18 @@ class Skipped:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
+
+
+def report_unpaired(files: Sequence[Path | str], what: str, on_error: OnError) -> None:
+    """Files a source lists but cannot use (a label file without its image, an image without its
+    mask): under ``raise`` a DataError naming the first and the count; under ``skip`` one warning
+    with the count. Nothing is left out without a word."""
+    if not files:
+        return
+    count = f" ({len(files)} such files)" if len(files) > 1 else ""
+    if on_error == "raise":
+        raise DataError(f"{files[0]}: {what}{count}; add it, or set data.on_error=skip to leave such files out")
+    log.warning("data.on_error=skip: left out %d files: %s (first %s)", len(files), what, files[0])
 
 
 def load_example(load: Callable[[], T], where: str, on_error: OnError) -> T | Skipped:

@@ -194,7 +194,7 @@ class SegmentationDataModule(DataModule):
             "synthetic": lambda: synthetic_source(shapes, sizes, self.seed, size, max_shapes),
             "folder": lambda: folder_source(
                 self.path, self.split_paths, dirs["image_dir"], dirs["mask_dir"] or "masks", dirs["image_suffix"],
-                dirs["mask_suffix"], ClassMap(*self.class_args), fraction, self.seed),
+                dirs["mask_suffix"], ClassMap(*self.class_args), fraction, self.seed, self.on_error),
             "coco_panoptic": coco, "coco": coco,
             "yolo_seg": lambda: yolo_seg_source(self.path, dirs["image_dir"], dirs["mask_dir"] or "labels",
                                                 ClassMap(*self.class_args), fraction, self.seed),

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from headstart.data.errors import DataError
+from headstart.data.errors import DataError, OnError, report_unpaired
 from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
 from headstart.data.sources.segmentation import read_class_names
 from headstart.data.splits import hold_out
@@ -162,9 +162,10 @@ def _coco_example(image_path: Path, anns: list[dict], json_file: Path, cat_index
 
 # ---- YOLO -------------------------------------------------------------------------------------------
 def yolo_source(path: str | None, image_dir: str, label_dir: str, classes: list[str] | dict | None,
-                classes_file: str | None, val_fraction: float, seed: int) -> DetSource:
+                classes_file: str | None, val_fraction: float, seed: int, on_error: OnError = "raise") -> DetSource:
     """``path/<image_dir>/[split/]*.jpg`` with ``path/<label_dir>/[split/]*.txt`` (``class cx cy w h``,
-    normalised); an image without a label file has no objects. Splits: ``train*`` / ``val*`` /
+    normalised); an image without a label file has no objects; a label file without its image is
+    reported (data/errors.py:report_unpaired), never dropped silently. Splits: ``train*`` / ``val*`` /
     ``test*`` subfolders of ``image_dir`` when present, else ``val_fraction`` held out. Classes:
     ``classes``, ``classes_file``, or ``path/data.yaml``'s ``names``."""
     if path is None or not Path(path).is_dir():
@@ -184,6 +185,10 @@ def yolo_source(path: str | None, image_dir: str, label_dir: str, classes: list[
         items = {"train": _yolo_pairs(images, root / label_dir)}
     if not items["train"]:
         raise DataError(f"{images}: no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
+    used = {label for pairs in items.values() for _, label in pairs}
+    labelled = root / label_dir
+    orphans = sorted(p for p in labelled.rglob("*.txt") if p not in used and p.name != "classes.txt") if labelled.is_dir() else []
+    report_unpaired(orphans, f"a label file without its image under {images}", on_error)
 
     def make(split: str, pairs: list[tuple[Path, Path]]) -> DetSplit:
         return DetSplit(len(pairs), lambda i: _yolo_example(*pairs[i], len(labels)), lambda i: str(pairs[i][0]))

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
-from headstart.data.errors import DataError
+from headstart.data.errors import DataError, OnError, report_unpaired
 from headstart.data.sources.images import IMAGE_EXTENSIONS, open_rgb
 from headstart.data.splits import hold_out
 from headstart.data.synthetic.seg_shapes import BACKGROUND, render_segmentation_scene
@@ -181,8 +181,9 @@ def _split_dirs(root: Path, image_dir: str, mask_dir: str) -> dict[str, tuple[Pa
     return found
 
 
-def _pairs(images: Path, masks: Path, image_suffix: str, mask_suffix: str) -> list[tuple[Path, Path]]:
-    """(image, mask) for every mask; the image has the same relative name (suffixes swapped)."""
+def _pairs(images: Path, masks: Path, image_suffix: str, mask_suffix: str, on_error: OnError = "raise") -> list[tuple[Path, Path]]:
+    """(image, mask) for every mask; the image has the same relative name (suffixes swapped). An
+    image without a mask is reported (data/errors.py:report_unpaired), never left out silently."""
     by_stem = _files(images, IMAGE_EXTENSIONS)
     pairs = []
     for stem, mask in _files(masks, (".png",)).items():
@@ -194,6 +195,8 @@ def _pairs(images: Path, masks: Path, image_suffix: str, mask_suffix: str) -> li
         pairs.append((by_stem[image_stem], mask))
     if not pairs:
         raise DataError(f"{masks}: no mask PNGs found (images in {images})")
+    paired = {image for image, _ in pairs}
+    report_unpaired([p for p in by_stem.values() if p not in paired], f"an image without a mask under {masks}", on_error)
     return pairs
 
 
@@ -207,6 +210,7 @@ def folder_source(
     class_map: ClassMap,
     val_fraction: float,
     seed: int,
+    on_error: OnError = "raise",
 ) -> SegSource:
     """ADE20K, Cityscapes, CamVid or generic ``images/`` + ``masks/`` layouts (with split subfolders
     or one pool split by ``val_fraction``); or per-split roots in ``split_paths``."""
@@ -222,7 +226,7 @@ def folder_source(
     for split, root_path in split_paths.items():
         if root_path is not None:
             dirs[split] = (Path(root_path) / image_dir, Path(root_path) / mask_dir)
-    pairs = {split: _pairs(images, masks, image_suffix, mask_suffix) for split, (images, masks) in dirs.items()}
+    pairs = {split: _pairs(images, masks, image_suffix, mask_suffix, on_error) for split, (images, masks) in dirs.items()}
     if "pool" in pairs:
         pairs["train"], pairs["val"] = hold_out(pairs.pop("pool"), val_fraction, seed)
     if "train" not in pairs:
