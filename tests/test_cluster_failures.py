@@ -94,7 +94,7 @@ def test_signal_to_the_process_group_with_workers_saves_and_exits_0(signame: str
     saved = safe_load(last)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["preempted"] is True and metrics["global_step"] == saved["global_step"] > before
-    assert sorted(p.name for p in (run / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["last.ckpt"]  # no last-v1, no best-*
 
 
 # ---- config mistakes: one line ----------------------------------------------------------------

@@ -120,3 +120,24 @@ def test_sigterm_between_the_checkpoint_check_and_lightnings_exit_still_writes_m
     saved = safe_load(tmp_path / "checkpoints" / "last.ckpt")
     assert results["preempted"] is True and results["global_step"] == saved["global_step"] == 2
     assert json.loads((tmp_path / "metrics.json").read_text())["preempted"] is True
+
+
+class SigtermInStep2(Callback):
+    """Sends this process SIGTERM as step 2 starts: Preemption sees it at that batch's end."""
+
+    def on_train_batch_start(self, trainer: Trainer, *args: object) -> None:
+        if trainer.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_preempted_run_neither_validates_again_nor_writes_a_best_checkpoint(tmp_path: Path) -> None:
+    """Before: setting should_stop mid-epoch made Lightning validate once more, and ModelCheckpoint
+    wrote best-epoch000-step000003.ckpt beside last.ckpt (seen in the process-group SIGTERM test)."""
+    results = train(make_cfg(
+        tmp_path, "model.preset=tiny", "trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "data.batch_size=8", "data.synthetic_sizes={train: 400, val: 8, test: 8}",
+        "trainer.max_steps=50", "+callbacks.signal._target_=test_preemption.SigtermInStep2",
+    ))  # fmt: skip
+    assert results["preempted"] is True and results["global_step"] == 3
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")) == ["last.ckpt"]
+    assert not any(key.startswith("val/") for key in results), results

@@ -80,6 +80,12 @@ class Preemption(Callback):
         # Fit returns normally (Lightning would otherwise raise SIGTERMException after this hook).
         trainer._signal_connector.received_sigterm = False
         trainer.should_stop = True
+        # Lightning validates once more when should_stop is set mid-epoch, and ModelCheckpoint then
+        # writes a best-* of that partial epoch: time the grace period does not have, and a second
+        # checkpoint beside last.ckpt. Neither happens for a preempted run.
+        trainer.fit_loop.epoch_loop._skip_next_val = True
+        for callback in trainer.checkpoint_callbacks:
+            callback._last_global_step_saved = trainer.global_step  # its epoch-end save is skipped
         pending, self._pending = self._pending, []
         self._run_previous(pending)  # e.g. submitit: requeue this job, then exit
 
