@@ -211,3 +211,48 @@ def test_default_workers_follow_the_cpu_affinity_not_the_machine() -> None:
         assert default_num_workers() == min(8, len(saved) - 1)
     finally:
         os.sched_setaffinity(0, saved)
+
+
+# ---- the training loader's resume position (data/base.py:TrainLoader) -----------------------------
+class _Indices(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 48
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def _train_loader(workers: int):  # noqa: ANN202
+    from headstart.data.base import TrainLoader
+    from headstart.data.seeded import EpochKeyedBatches, SeededSamples
+
+    batches = EpochKeyedBatches(RandomBatchSampler(48, 8, 0, False, 1, 0))
+    return TrainLoader(SeededSamples(_Indices(), 0), batch_sampler=batches, num_workers=workers, collate_fn=list)
+
+
+def _epochs(workers: int) -> tuple[list[list[list[int]]], list[dict]]:
+    """The two epochs' batches of an uninterrupted loader, and its state after every batch."""
+    loader, seen, states = _train_loader(workers), [], []
+    for epoch in range(2):
+        loader.batch_sampler.set_epoch(epoch)
+        seen.append([])
+        for batch in loader:
+            seen[-1].append(batch)
+            states.append(loader.state_dict())
+    return seen, states
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("position", [3, 5, 8])
+def test_a_resumed_loader_draws_the_restored_epoch_when_told_it_after_iter(workers: int, position: int) -> None:
+    """Lightning's order on resume: load_state_dict, iter() (fit_loop.setup_data), then set_epoch.
+    Before: a worker iterator drew its first batches at iter(), so in epoch 1 it replayed epoch 0;
+    a state taken after an epoch's last batch (position 5) gave the next epoch no batches."""
+    (first, second), states = _epochs(workers)
+    everything = first + second
+    loader = _train_loader(workers)
+    loader.load_state_dict(states[position])
+    iterator = iter(loader)
+    epoch = (position + 1) // 6
+    loader.batch_sampler.set_epoch(epoch)
+    assert list(iterator) == everything[position + 1: 6 * (epoch + 1)]  # position 5: all of epoch 1

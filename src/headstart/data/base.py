@@ -21,6 +21,54 @@ from headstart.data.samplers import RandomBatchSampler
 from headstart.data.seeded import EpochKeyedBatches, SeededSamples
 
 
+class TrainLoader(StatefulDataLoader):
+    """A ``StatefulDataLoader`` whose iterator comes into being at the first batch, not at ``iter()``.
+
+    On resume Lightning calls ``iter()`` on the training loader while setting up (fit_loop.setup_data)
+    and tells the sampler the restored epoch only after (on_advance_start). A multi-worker iterator
+    draws its first batches from the sampler as soon as it exists, so a run resumed in epoch 1 with
+    workers replayed epoch 0's order (loss rows differed from the resume point; ``num_workers=0``
+    was exact because that iterator draws lazily). Deferring creation to the first ``next()`` makes
+    every worker count draw the epoch Lightning restored.
+    """
+
+    def __iter__(self) -> _FirstBatchIterator:
+        return _FirstBatchIterator(self)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A position after the epoch's last batch (a checkpoint written at that batch's end, before
+        the loader raised StopIteration) is the start of the next epoch. Lightning counts that epoch
+        as done; restoring "all batches yielded" made the next epoch yield none, and the run ended
+        there (a run resumed from step 6 of 2 x 6 stopped at step 6)."""
+        if state_dict and batches_yielded(state_dict) >= len(self):
+            state_dict = {}
+        super().load_state_dict(state_dict)
+
+
+def batches_yielded(state: dict[str, Any]) -> int:
+    """Batches a ``StatefulDataLoader`` had handed out when ``state`` was taken (either iterator kind)."""
+    if "_snapshot" in state:  # multi-worker
+        return int(state["_snapshot"]["_snapshot_step"]) + int(state.get("_steps_since_snapshot", 0))
+    return int(state.get("_num_yielded", 0))
+
+
+class _FirstBatchIterator:
+    def __init__(self, loader: TrainLoader) -> None:
+        self._loader = loader
+        self._iterator: Any = None
+
+    def __iter__(self) -> _FirstBatchIterator:
+        return self
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            self._iterator = StatefulDataLoader.__iter__(self._loader)
+        return next(self._iterator)
+
+
 def default_num_workers() -> int:
     """One worker per spare core this process may run on (its CPU affinity, as ``taskset`` or a
     scheduler sets it; not the machine's count), at most 8; the main process keeps one core."""
@@ -144,7 +192,7 @@ class DataModule(LightningDataModule):
     def _loader(self, dataset: Dataset | None, train: bool, stateful: bool) -> Any:
         if dataset is None:
             return []
-        cls = StatefulDataLoader if stateful else torch.utils.data.DataLoader
+        cls = TrainLoader if stateful else torch.utils.data.DataLoader
         if self.num_workers > 0:
             register_worker_reaper()
         common = dict(
