@@ -10,13 +10,16 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from test_preemption import ARGS as PREEMPTION_ARGS
 from test_preemption import start
 from test_robustness import CLI, run_cli
+from test_sweeps import processes_mentioning
 
 from conftest import ROOT, make_cfg
 from headstart.callbacks.nonfinite import NonFiniteLossError, first_nonfinite, weights_of
@@ -95,6 +98,61 @@ def test_signal_to_the_process_group_with_workers_saves_and_exits_0(signame: str
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["preempted"] is True and metrics["global_step"] == saved["global_step"] > before
     assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["last.ckpt"]  # no last-v1, no best-*
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, grandchildren, ... (its loader workers)."""
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            queue += children
+    return found
+
+
+@pytest.mark.slow
+def test_submitit_requeue_after_a_signal_to_the_whole_job_resumes_from_the_preemption_checkpoint(tmp_path: Path) -> None:
+    """submitit's own requeue path (hydra/launcher=submitit_local): its SIGUSR2 handler
+    (checkpoint the submission, requeue, exit 144) runs after Preemption wrote last.ckpt, the
+    local controller starts the job again, and with ``ckpt_path=last`` it resumes from that
+    checkpoint, to the end. The signal goes to the job's process and its loader workers, as a
+    scheduler signals a job step (not to the submitting ``-m`` process, which is not in the job).
+    Unlike the other cases here this one also passed before workers ignored the signal: the job
+    exits before it asks a dead worker for a batch. It covers the requeue path end to end."""
+    sweep = tmp_path / "sweep"
+    last = sweep / "0" / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-m", *PREEMPTION_ARGS, "hydra/launcher=submitit_local",
+         "hydra.launcher.timeout_min=10", "trainer.max_steps=400", "data.num_workers=1", "ckpt_path=last",
+         f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp_path}/logs"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(last, proc, timeout=240)
+        mentioning = processes_mentioning("submitit.core._submit")  # the job and its forked workers
+        jobs = [pid for pid in mentioning if all(pid not in descendants(other) for other in mentioning)]
+        assert len(jobs) == 1, mentioning
+        workers = descendants(jobs[0])
+        assert workers, "the job runs no loader worker"
+        for pid in [jobs[0], *workers]:
+            os.kill(pid, signal.SIGUSR2)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    logs = "\n".join(p.read_text() for p in sweep.rglob("*_log.*"))
+    assert "Requeued job" in logs and "preempted: checkpoint written" in logs, logs[-3000:]
+    assert "Restored all states from the checkpoint" in logs and "Traceback" not in logs, logs[-3000:]
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert metrics["global_step"] == 400 and metrics["preempted"] is False, metrics
+    assert sorted(p.name for p in last.parent.glob("last*.ckpt")) == ["last.ckpt"]
 
 
 # ---- config mistakes: one line ----------------------------------------------------------------
