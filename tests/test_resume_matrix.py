@@ -14,7 +14,6 @@ epoch's last batch ended the resumed run at that step (1.5e-4), for every worker
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
+from test_resume import losses, max_weight_difference
 
 from conftest import make_cfg
 from headstart.train import train
@@ -71,15 +71,6 @@ class SigtermInStep9(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    with open(run_dir / "csv" / "metrics.csv") as f:
-        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1, 2])
 @pytest.mark.parametrize("task", list(TASKS))
@@ -88,7 +79,7 @@ def test_resume_from_every_position_ends_with_the_uninterrupted_runs_weights(tas
     reference, saves = tmp_path / "reference", tmp_path / "positions"
     train(make_cfg(reference, *overrides, "+callbacks.positions._target_=test_resume_matrix.SaveAtEveryPosition",
                    f"+callbacks.positions.dirpath={saves}"))  # fmt: skip
-    final, reference_loss = weights(reference / "checkpoints" / "last.ckpt"), losses(reference)
+    final, reference_loss = reference / "checkpoints" / "last.ckpt", losses(reference)
     assert len(reference_loss) == 2 * STEPS_PER_EPOCH
 
     # A tokenizer trained on the fly differs run to run: the SIGTERM run builds the reference's.
@@ -104,8 +95,7 @@ def test_resume_from_every_position_ends_with_the_uninterrupted_runs_weights(tas
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
         resumed = tmp_path / f"resumed-{position}"
         train(make_cfg(resumed, *overrides, f"ckpt_path={checkpoint}"))
-        ended = weights(resumed / "checkpoints" / "last.ckpt")
-        diff = max((final[k].double() - ended[k].double()).abs().max().item() for k in final if final[k].is_floating_point())
+        diff = max_weight_difference(final, resumed / "checkpoints" / "last.ckpt")
         rows = losses(resumed)
         differ = [s for s in rows if rows[s] != reference_loss.get(s)]
         if diff != 0.0 or differ or sorted(rows) != list(range(step, 2 * STEPS_PER_EPOCH)):
