@@ -22,7 +22,7 @@ train: $(STAMP)
 	$(PY) train.py experiment=quickstart $(ARGS)
 
 # ruff (pyproject: pyflakes, pycodestyle, import order, bugbear, pyupgrade); make test runs it first.
-LINT_PATHS := src tests scripts train.py eval.py predict.py
+LINT_PATHS := src tests scripts train.py eval.py predict.py export.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)

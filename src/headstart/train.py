@@ -30,10 +30,11 @@ from headstart.run.config import output_dir, register_resolvers
 from headstart.run.console import print_config_tree, print_run_locations
 from headstart.run.errors import in_multirun, one_line_errors
 from headstart.run.extras import extras
+from headstart.run.hf_export import EXPORT_SUBDIR, write_export
 from headstart.run.multirun import pin_job_for_ddp_children
 from headstart.run.results import scalar_metrics, write_metrics
 from headstart.run.resume import remember_wandb_run, resolve_ckpt_path, resumed_meta
-from headstart.run.safe_load import check_resume_checkpoint
+from headstart.run.safe_load import check_resume_checkpoint, safe_load
 from headstart.run.threads import apply_thread_policy
 
 
@@ -51,6 +52,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     print_config_tree(cfg)
     built = build(cfg, resumed=resumed)
     trainer, task, datamodule = built.trainer, built.task, built.datamodule
+    if cfg.get("export"):
+        task.hf_export(validate_only=True)  # export=true on a task without an exact export: one line, before fitting
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     remember_wandb_run(task.meta, trainer.loggers)  # a resumed run continues this W&B run
@@ -95,6 +98,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["pretrained_dir"] = task.exported_pretrained
     if trainer.is_global_zero:
         write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
+        if cfg.get("export") and not preempted:  # after metrics.json: the card reads the results
+            results["hf_dir"] = str(export_best(task, best, Path(output_dir(cfg)) / EXPORT_SUBDIR, results))
+            write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
     finish_wandb()
     end_process_group()
     print_run_locations(output_dir(cfg), {"metrics": Path(output_dir(cfg)) / "metrics.json"}, trainer.loggers)
@@ -114,6 +120,16 @@ def best_checkpoint(trainer: Trainer) -> str:
         if isinstance(callback, ModelCheckpoint) and callback.last_model_path:
             return str(callback.last_model_path)
     return ""
+
+
+def export_best(task: Any, best: str, directory: Path, results: dict[str, Any]) -> Path:
+    """``export=true``: the weights the results describe (the best checkpoint, read as data; the
+    final weights when there is none) in the Hugging Face format (run/hf_export.py)."""
+    if best:
+        task.load_state_dict(safe_load(best)["state_dict"])
+    path = write_export(task.cpu(), directory, results)
+    print(f"export: {path} (transformers' from_pretrained and pipeline() read it)")
+    return path
 
 
 def find_callback(trainer: Trainer, kind: type) -> Any:

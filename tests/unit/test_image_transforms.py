@@ -16,6 +16,7 @@ from headstart.data.transforms import (
     ResizeForCentreCrop,
     classification_transforms,
     crop_scale_for,
+    resized_crop,
     resized_crop_box,
 )
 
@@ -62,6 +63,20 @@ def test_train_transform_is_the_v2_crop_resize_flip_normalise_for_its_drawn_box(
         expected = v2.functional.normalize(v2.functional.to_dtype(expected, torch.float32, scale=True), list(mean), list(std))
         assert out.shape == (3, 32, 32)
         torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)  # float rounding of /255 only
+
+
+def test_direct_resized_crop_is_torchvisions_bit_for_bit() -> None:
+    """The direct kernel call gives v2's ``resized_crop`` output exactly: 8-bit and float images,
+    crops that are upsampled, downsampled (antialias matters there) and already the output size."""
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, 40, 56), dtype=torch.uint8, generator=generator),
+              torch.rand(3, 40, 56, generator=generator)]
+    for image in images:
+        for top, left, h, w, size in [(3, 4, 22, 26, 32), (0, 0, 40, 56, 24), (5, 7, 32, 32, 32), (1, 2, 37, 17, 64)]:
+            expected = v2.functional.resized_crop(image, top, left, h, w, [size, size], antialias=True)
+            got = resized_crop(image, top, left, h, w, size)
+            assert got.dtype == image.dtype and got.shape == expected.shape
+            assert torch.equal(got, expected), (image.dtype, top, left, h, w, size)
 
 
 def test_crop_boxes_follow_torchvisions_distribution() -> None:

@@ -7,9 +7,9 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "headstart"
-ENTRY_POINTS = {"headstart.train", "headstart.eval", "headstart.predict"}
+ENTRY_POINTS = {"headstart.train", "headstart.eval", "headstart.predict", "headstart.export"}
 # tasks/ modules every task may use; a task never imports another task.
-SHARED_TASK_MODULES = {"base", "optim", "encoder_text", "pretraining"}
+SHARED_TASK_MODULES = {"base", "optim", "encoder_text", "pretraining", "export"}
 FORBIDDEN = {  # folder -> folders it must not import
     "ops": {"*"},
     "data": {"tasks", "backbones", "heads", "losses"},

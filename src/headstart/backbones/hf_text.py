@@ -208,6 +208,10 @@ class HFTextEncoder(nn.Module):
         [B, L, D] -> [B, D]), what BERT's NSP head reads; None for encoders without one."""
         return getattr(self._require_model(), "pooler", None)
 
+    def require_model(self) -> PreTrainedModel:
+        """The transformers encoder (built once a preset has its tokenizer)."""
+        return self._require_model()
+
     def _require_model(self) -> PreTrainedModel:
         if self.model is None:
             raise RuntimeError(

@@ -186,10 +186,18 @@ def save_pretrained(backbone: Any, directory: str | Path, pretraining_head: dict
         hf = transformers.Wav2Vec2Model(config)
         copy_into_hf(backbone, hf)
     hf.save_pretrained(str(directory))
-    transformers.Wav2Vec2FeatureExtractor(
+    feature_extractor(backbone, config).save_pretrained(str(directory))
+
+
+def feature_extractor(backbone: Any, config: Any) -> Any:
+    """The ``Wav2Vec2FeatureExtractor`` of this backbone's input: raw 1-channel audio at its sample
+    rate, normalised per clip; an attention mask where the conv stack normalises per frame."""
+    import transformers
+
+    return transformers.Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=backbone.sample_rate, padding_value=0.0, do_normalize=True,
         return_attention_mask=config.feat_extract_norm == "layer",
-    ).save_pretrained(str(directory))  # fmt: skip
+    )  # fmt: skip
 
 
 def pretraining_head_state(backbone: Any) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from torchmetrics import Metric, MetricCollection
 
 from headstart.ops.padding import log_padding
 from headstart.tasks.base import Task
+from headstart.tasks.export import HFExport, label_settings, require_layout, wav2vec2_model
 from headstart.viz.audio import audio_classification_png, audio_players
 from headstart.viz.figure import draw_each, file_stem
 
@@ -52,6 +53,27 @@ class AudioClassificationTask(Task):
         """waveforms [B, T], lengths [B] -> logits [B, C] (padding changes nothing)."""
         out = self.backbone(waveforms, lengths)
         return self.head(out.hidden_states, out.attention_mask)
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``Wav2Vec2ForSequenceClassification``. Its head projects every frame (``projector``),
+        takes the masked mean over valid frames, then classifies; headstart's takes the masked mean,
+        then classifies. The projector is exported as the identity (``classifier_proj_size`` = the
+        hidden size): the mean of identity-projected frames is the mean of the frames, so the class
+        computes exactly this head."""
+        from transformers import Wav2Vec2ForSequenceClassification
+
+        target = "Wav2Vec2ForSequenceClassification"
+        require_layout(self.head, {"dropout": nn.Dropout, "proj": nn.Linear}, "audio_classification", target)
+        if validate_only:
+            return None
+        hidden = int(self.backbone.hidden_size)
+        model, extractor = wav2vec2_model(self.backbone, Wav2Vec2ForSequenceClassification, **label_settings(self.labels),
+                                          classifier_proj_size=hidden, use_weighted_layer_sum=False)
+        with torch.no_grad():
+            model.projector.weight.copy_(torch.eye(hidden))
+            model.projector.bias.zero_()
+            model.classifier.load_state_dict(self.head.proj.state_dict())
+        return HFExport(model.eval(), [extractor], "audio-classification")
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.backbone.update_freeze(self.global_step)

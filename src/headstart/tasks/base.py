@@ -109,6 +109,16 @@ class Task(LightningModule):
         cannot be drawn is a warning, never an error; this default draws nothing."""
         return []
 
+    # ---- export (headstart.export, issue 23) ---------------------------------------------------
+    def hf_export(self, validate_only: bool = False) -> Any:
+        """The transformers model computing what this task computes, with its processors
+        (:class:`headstart.tasks.export.HFExport`); tasks with an exact counterpart override this.
+        ``validate_only``: only raise ExportError when there is no exact export (train.py asks
+        before fitting when ``export=true``, so a run does not learn it at the end); returns None."""
+        from headstart.tasks.export import ExportError
+
+        raise ExportError(f"{type(self).__name__}: this task has no export to the Hugging Face format yet")
+
     # ---- checkpoint meta ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["headstart"] = self.meta

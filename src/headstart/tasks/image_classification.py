@@ -12,8 +12,12 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
+from headstart.tasks.export import ExportError, HFExport, encoder_task_model, require_layout, with_prefix
 from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import classification_png, denormalize, labelled_image
+
+# model_type -> the pooling (conf/model/*.yaml ``pooling``) its transformers classification class applies
+EXPORT_POOLING = {"vit": "cls", "convnext": "pooler"}
 
 
 class ImageClassificationTask(Task):
@@ -56,6 +60,33 @@ class ImageClassificationTask(Task):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values [B, 3, H, W] -> logits [B, C]."""
         return self.head(self.backbone(pixel_values).pooled)
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``AutoModelForImageClassification`` (ViT: the [CLS] state after the final norm; ConvNeXT:
+        the pooler's normed mean) and its image processor at this run's size, mean and std."""
+        from transformers import AutoModelForImageClassification, ConvNextImageProcessor, ViTImageProcessor
+
+        encoder = self.backbone.model
+        kind, pooling = encoder.config.model_type, getattr(self.backbone, "pooling", None)
+        target = f"AutoModelForImageClassification ({kind})"
+        if EXPORT_POOLING.get(kind) != pooling:
+            raise ExportError(
+                f"task=image_classification: model.pooling={pooling} on {kind}; {target} pools with "
+                f"{EXPORT_POOLING.get(kind, 'a rule headstart does not convert')}, so this model cannot be exported exactly"
+            )
+        require_layout(self.head, {"dropout": nn.Dropout, "proj": nn.Linear}, "image_classification", target)
+        if validate_only:
+            return None
+        model = encoder_task_model(AutoModelForImageClassification, encoder,
+                                   with_prefix("classifier", self.head.proj.state_dict()), self.labels, target)
+        spec = self.backbone.data_spec()
+        size, mean, std = int(spec["image_size"]), list(spec["image_mean"]), list(spec["image_std"])
+        if kind == "convnext":  # resize the shorter side to size / crop_pct, centre crop (as headstart evaluates)
+            crop = float(((self.meta.get("config") or {}).get("data") or {}).get("eval_crop_ratio") or 0.875)
+            processor = ConvNextImageProcessor(size={"shortest_edge": size}, crop_pct=crop, image_mean=mean, image_std=std)
+        else:
+            processor = ViTImageProcessor(size={"height": size, "width": size}, image_mean=mean, image_std=std)
+        return HFExport(model, [processor], "image-classification")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         if batch["labels"].numel() == 0:  # every image of the batch was skipped as bad input

@@ -18,6 +18,7 @@ from torch import nn
 from headstart.metrics.squad import SquadMetric, WindowResult, window_candidates
 from headstart.tasks.base import Task
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
+from headstart.tasks.export import HFExport, encoder_task_model, require_layout, with_prefix
 
 
 def best_answer(
@@ -69,6 +70,18 @@ class QuestionAnsweringTask(Task):
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """input_ids [B, L] (+ masks) -> (start_logits [B, L], end_logits [B, L])."""
         return self.head(encode(self.backbone, batch).hidden_states)
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``AutoModelForQuestionAnswering``: the encoder and one linear layer to start / end logits."""
+        from transformers import AutoModelForQuestionAnswering
+
+        target = "AutoModelForQuestionAnswering"
+        require_layout(self.head, {"dropout": nn.Dropout, "qa_outputs": nn.Linear}, "question_answering", target)
+        if validate_only:
+            return None
+        head = with_prefix("qa_outputs", self.head.qa_outputs.state_dict())
+        model = encoder_task_model(AutoModelForQuestionAnswering, self.backbone.require_model(), head, None, target)
+        return HFExport(model, [self.backbone.tokenizer], "question-answering")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         terms = self.loss_fn(*self(batch), batch["start_positions"], batch["end_positions"])

@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
+from headstart.tasks.export import HFExport, language_model
 
 
 class Seq2SeqTask(Task):
@@ -94,6 +95,12 @@ class Seq2SeqTask(Task):
         """Decoded outputs of one batch with the configured ``generation`` settings."""
         out = self.backbone.generate(input_ids, attention_mask, **self.generation)
         return [t.strip() for t in self.backbone.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """The ``*ForConditionalGeneration`` model itself with this task's generation settings."""
+        tag = {"summary": "summarization", "translation": "translation"}.get(self.output_key, "text2text-generation")
+        model = language_model(self.backbone, tag, self.generation, validate_only)
+        return HFExport(model, [self.backbone.tokenizer], tag) if model is not None else None
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """One record per input: {"input": source, <output_key>: generated text}."""

@@ -15,6 +15,7 @@ from torchmetrics import Metric, MetricCollection
 from headstart.ops.ctc_decode import SPECIALS, Decoder, beam_decoder, greedy_decode
 from headstart.ops.padding import log_padding
 from headstart.tasks.base import Task
+from headstart.tasks.export import HFExport, require_layout, wav2vec2_model
 from headstart.viz.audio import audio_players
 
 
@@ -78,6 +79,30 @@ class SpeechRecognitionTask(Task):
         if self._beam is not None:
             return self._beam(logits, frame_lengths)
         return greedy_decode(logits, frame_lengths, self.vocab)
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``Wav2Vec2ForCTC`` (the encoder, dropout, one linear layer per frame: this head) and a
+        ``Wav2Vec2Processor`` whose CTC tokenizer holds this run's vocabulary (``<pad>`` the blank,
+        ``|`` the word delimiter, ids as the head's rows), so greedy decoding gives predict.py's text."""
+        import tempfile
+
+        from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC, Wav2Vec2Processor
+
+        require_layout(self.head, {"dropout": nn.Dropout, "proj": nn.Linear}, "speech_recognition", "Wav2Vec2ForCTC")
+        if validate_only:
+            return None
+        model, extractor = wav2vec2_model(self.backbone, Wav2Vec2ForCTC, vocab_size=len(self.vocab),
+                                          pad_token_id=self.vocab.index("<pad>"), ctc_loss_reduction="mean")
+        with torch.no_grad():
+            model.lm_head.load_state_dict(self.head.proj.state_dict())
+        specials = {name: token if token in self.vocab else None
+                    for name, token in (("unk_token", "<unk>"), ("bos_token", "<s>"), ("eos_token", "</s>"))}
+        with tempfile.TemporaryDirectory() as folder:
+            vocab_file = Path(folder) / "vocab.json"
+            vocab_file.write_text(json.dumps({tok: i for i, tok in enumerate(self.vocab)}, ensure_ascii=False))
+            tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), pad_token="<pad>", word_delimiter_token="|", **specials)
+        return HFExport(model.eval(), [Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)],
+                        "automatic-speech-recognition")
 
     def on_fit_start(self) -> None:
         """Write the vocabulary as HF's vocab.json beside the run's checkpoints (for LM decoders)."""

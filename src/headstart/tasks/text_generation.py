@@ -22,6 +22,7 @@ from torchmetrics import MetricCollection
 from headstart.losses.lm import lm_loss_sum
 from headstart.metrics.generation import TokenPerplexity
 from headstart.tasks.base import Task
+from headstart.tasks.export import HFExport, language_model
 
 
 class TextGenerationTask(Task):
@@ -127,6 +128,12 @@ class TextGenerationTask(Task):
         return {"val/samples": wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])}
 
     # ---- prediction ---------------------------------------------------------------------------
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """The causal LM itself (``GPT2LMHeadModel``...) with predict.py's strategy as its generation config."""
+        settings = {**self.generation, **self.sampling.get(self.predict_strategy, {})}
+        model = language_model(self.backbone, "text_generation", settings, validate_only)
+        return HFExport(model, [self.backbone.tokenizer], "text-generation") if model is not None else None
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """One record per prompt: {"input", "generation"} with the ``predict_strategy`` settings."""
         settings = {**self.generation, **self.sampling.get(self.predict_strategy, {})}

@@ -17,6 +17,7 @@ from torch import nn
 from headstart.metrics.entity_f1 import EntityF1, get_entities
 from headstart.tasks.base import Task
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
+from headstart.tasks.export import HFExport, encoder_task_model, require_layout, with_prefix
 
 
 def word_predictions(token_preds: list[int], word_ids: list[int | None]) -> dict[int, int]:
@@ -69,6 +70,19 @@ class TokenClassificationTask(Task):
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """input_ids [B, L] (+ masks) -> logits [B, L, C]."""
         return self.head(encode(self.backbone, batch).hidden_states)
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``AutoModelForTokenClassification``: the encoder, dropout, one linear layer per token
+        (this head), ``id2label`` the data's tags in the head's order."""
+        from transformers import AutoModelForTokenClassification
+
+        target = "AutoModelForTokenClassification"
+        require_layout(self.head, {"dropout": nn.Dropout, "classifier": nn.Linear}, "token_classification", target)
+        if validate_only:
+            return None
+        head = with_prefix("classifier", self.head.classifier.state_dict())
+        model = encoder_task_model(AutoModelForTokenClassification, self.backbone.require_model(), head, self.labels, target)
+        return HFExport(model, [self.backbone.tokenizer], "token-classification")
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.loss_fn(logits.flatten(0, 1), labels.flatten())

@@ -1,0 +1,130 @@
+"""A trained task as the transformers model class that computes the same thing (issue 23).
+
+Each task that exports implements ``hf_export() -> HFExport``: the transformers model with
+headstart's weights in it (config with ``id2label`` / ``label2id`` and the task's settings), the
+tokenizer / image processor / feature extractor / CTC processor the run used, and the
+``pipeline()`` task name. ``headstart.export`` writes it with ``save_pretrained`` and a model
+card. Only exact conversions are exported: a head whose computation the transformers class does
+not have (another pooling, an extra layer) is refused with :class:`ExportError`, never
+approximated; tests/test_export.py loads every export in a process without headstart and
+compares outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from headstart.run.errors import ConfigError
+
+
+class ExportError(ConfigError):
+    """The task (or this configuration of it) has no exact transformers counterpart."""
+
+
+@dataclass
+class HFExport:
+    """What ``save_pretrained`` writes: ``model`` and every processor in ``processors``.
+
+    pipeline_tag: the ``transformers.pipeline`` / hub task name (``token-classification``...).
+    """
+
+    model: Any
+    processors: list[Any] = field(default_factory=list)
+    pipeline_tag: str | None = None
+
+
+def label_settings(labels: list[str]) -> dict[str, Any]:
+    """The config keys naming the head's outputs: ``id2label`` / ``label2id`` in the head's order."""
+    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+
+
+def label_config(config: Any, labels: list[str]) -> Any:
+    """A copy of ``config`` with ``num_labels``, ``id2label`` and ``label2id`` from ``labels``."""
+    config = copy.deepcopy(config)
+    for key, value in label_settings(labels).items():
+        setattr(config, key, value)
+    return config
+
+
+def require_layout(head: nn.Module, layout: dict[str, type], task: str, target: str) -> None:
+    """The head's submodules are exactly ``layout`` (name -> module type): the parts of the
+    transformers class's head, nothing more (tasks do not import heads; Hydra wires them)."""
+    found = {name: type(module) for name, module in head.named_children()}
+    if set(found) != set(layout) or any(not issubclass(found[name], kind) for name, kind in layout.items()):
+        shown = ", ".join(f"{name}: {kind.__name__}" for name, kind in found.items())
+        raise ExportError(
+            f"task={task}: the head ({type(head).__name__}: {shown}) is not the head of {target} "
+            f"({', '.join(layout)}), so this model cannot be exported exactly"
+        )
+
+
+def load_exact(model: nn.Module, state: dict[str, torch.Tensor], target: str, unused: tuple[str, ...] = ()) -> nn.Module:
+    """Load ``state`` into ``model`` (strict: every weight of the transformers class is set).
+
+    unused: prefixes of headstart weights the class has no place for and whose output the task
+    never reads (e.g. BERT's pooler under a token-classification head); anything else left over is
+    an error, as is a transformers weight nothing fills.
+    """
+    kept = {k: v for k, v in state.items() if not k.startswith(unused)} if unused else dict(state)
+    missing, unexpected = model.load_state_dict(kept, strict=False)
+    if missing or unexpected:
+        raise ExportError(f"headstart's weights do not fill {target} exactly: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval()
+
+
+def with_prefix(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{key}": value for key, value in state.items()}
+
+
+def encoder_task_model(auto_class: Any, encoder: nn.Module, head_state: dict[str, torch.Tensor],
+                       labels: list[str] | None, target: str, **settings: Any) -> Any:
+    """A transformers ``AutoModelFor*`` built from the encoder's config (plus ``labels`` and
+    ``settings``), the encoder's weights under its ``base_model_prefix`` and the head's under their
+    transformers names (``head_state``)."""
+    config = label_config(encoder.config, labels) if labels is not None else copy.deepcopy(encoder.config)
+    for key, value in settings.items():
+        setattr(config, key, value)
+    config.architectures = None
+    model = auto_class.from_config(config)
+    prefix = model.base_model_prefix
+    state = {**with_prefix(prefix, encoder.state_dict()), **head_state}
+    # BERT-like encoders carry a pooler that token / span heads never read (the *For* class has none)
+    has_pooler = any(key.startswith(f"{prefix}.pooler.") for key in model.state_dict())
+    return load_exact(model, state, target, () if has_pooler else (f"{prefix}.pooler.",))
+
+
+def language_model(backbone: Any, task: str, settings: dict[str, Any], validate_only: bool = False) -> Any:
+    """A copy of the backbone's transformers LM (GPT-2, BART, T5: it *is* the model headstart
+    trains, tied head included) whose generation config is the task's ``settings``, so
+    ``generate()`` and the pipelines decode as predict.py does."""
+    from transformers import GenerationConfig
+
+    if getattr(backbone, "source_encoder", None) is not None:
+        raise ExportError(f"task={task}: model.source_encoder is a headstart layer in front of the encoder that "
+                          "no transformers class has, so this model cannot be exported exactly")
+    if validate_only:
+        return None
+    model = copy.deepcopy(backbone.require_model()).eval()
+    # what headstart's generate() runs: the model's own generation config, updated by the settings
+    generation = GenerationConfig.from_dict(model.generation_config.to_dict())
+    generation.update(**{"pad_token_id": int(backbone.pad_id), **settings})
+    generation.validate()
+    model.generation_config = generation
+    return model
+
+
+def wav2vec2_model(backbone: Any, hf_class: Any, **settings: Any) -> tuple[Any, Any]:
+    """``hf_class`` (``Wav2Vec2ForCTC``, ``Wav2Vec2ForSequenceClassification``) with the backbone's
+    encoder copied in under ``wav2vec2.`` (the converter of ``backbones.wav2vec2_io``) and its
+    feature extractor (16 kHz, zero mean / unit variance as headstart's data normalises)."""
+    from headstart.backbones import wav2vec2_io
+
+    config = wav2vec2_io.hf_config(backbone, **settings)
+    model = hf_class(config)
+    wav2vec2_io.copy_into_hf(backbone, model.wav2vec2)
+    return model, wav2vec2_io.feature_extractor(backbone, config)

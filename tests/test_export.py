@@ -1,0 +1,239 @@
+"""Export to the Hugging Face format (issue 23): train tiny -> ``export=true`` -> load with
+transformers alone in a process that never imports headstart -> the same outputs as headstart's
+task on the same inputs (logits to 1e-4, generations and CTC transcripts identical), and the
+task's ``pipeline()`` runs on the export. Plus the model card and the offline hub upload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_cfg
+from headstart.export import export
+from headstart.run.checkpoint import load_checkpoint, rebuild
+from headstart.run.errors import ConfigError
+from headstart.run.hf_export import push_to_hub
+from headstart.train import train
+
+COMMON = ["model.preset=tiny", "trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0",
+          "test=false", "export=true", "data.batch_size=4", "logger=csv"]
+SIZES = "data.synthetic_sizes={train: 16, val: 8, test: 8}"
+GENERATION = ["model.tokenizer_training.vocab_size=300", "task.generation.max_new_tokens=6", "task.generate_val_batches=1"]
+CHECKER = Path(__file__).with_name("hf_only_check.py")
+
+
+@dataclass
+class Case:
+    """One task's run: its overrides, the transformers class, the probe and what headstart computes."""
+
+    overrides: list[str]
+    hf_class: str
+    call: str
+    pipeline: dict[str, Any] | None
+    results: dict[str, Any] = field(default_factory=dict)
+    expected: dict[str, torch.Tensor] = field(default_factory=dict)
+    compare: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SENTENCES = ["peter lives in paris", "the eu rejects the call"]
+WAVE_LENGTHS = [8000, 6000]
+
+
+def text_batch(tokenizer: Any, first: list[str], second: list[str] | None = None) -> dict[str, torch.Tensor]:
+    return dict(tokenizer(first, second, padding=True, return_tensors="pt")) if second else dict(
+        tokenizer(first, padding=True, return_tensors="pt"))
+
+
+def waves() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.zeros(len(WAVE_LENGTHS), max(WAVE_LENGTHS))
+    for row, n in enumerate(WAVE_LENGTHS):
+        clip = torch.randn(n, generator=generator)
+        batch[row, :n] = (clip - clip.mean()) / clip.std()
+    return batch, torch.tensor(WAVE_LENGTHS)
+
+
+def probe(name: str, task: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """(HF inputs, headstart's outputs on them, extras) for one task."""
+    with torch.no_grad():
+        if name == "token_classification":
+            inputs = text_batch(task.backbone.tokenizer, SENTENCES)
+            return inputs, {"logits": task(inputs)}, {}
+        if name == "question_answering":
+            inputs = text_batch(task.backbone.tokenizer, ["who lives in paris", "what is rejected"], SENTENCES)
+            start, end = task(inputs)
+            return inputs, {"start": start, "end": end}, {}
+        if name.startswith("image_classification"):
+            size = int(task.backbone.data_spec()["image_size"])
+            pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+            return {"pixel_values": pixels}, {"logits": task(pixels)}, {}
+        if name in ("audio_classification", "speech_recognition"):
+            batch, lengths = waves()
+            mask = (torch.arange(batch.shape[1])[None, :] < lengths[:, None]).long()
+            inputs = {"input_values": batch, "attention_mask": mask}
+            if name == "audio_classification":
+                return inputs, {"logits": task(batch, lengths)}, {}
+            logits, frames = task(batch, lengths)
+            return inputs, {"logits": logits}, {"frames": frames.tolist(), "texts": task.decode(logits, frames)}
+        tokenizer = task.backbone.tokenizer
+        if name == "text_generation":
+            inputs = text_batch(tokenizer, ["the lord"])
+            hidden = task.backbone(inputs["input_ids"], inputs["attention_mask"])
+            weight, bias = task.backbone.lm_head()
+            settings = {**task.generation, **task.sampling.get(task.predict_strategy, {})}
+            generated = task.backbone.generate(inputs["input_ids"], inputs["attention_mask"], **settings)
+            return inputs, {"logits": logits_of(hidden, weight, bias), "generated": generated}, {}
+        inputs = text_batch(tokenizer, SENTENCES)
+        inputs["labels"] = text_batch(tokenizer, ["a b", "c"])["input_ids"].masked_fill(
+            text_batch(tokenizer, ["a b", "c"])["attention_mask"] == 0, -100)
+        hidden = task.backbone(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        weight, bias = task.backbone.lm_head()
+        generated = task.backbone.generate(inputs["input_ids"], inputs["attention_mask"], **task.generation)
+        return inputs, {"logits": logits_of(hidden, weight, bias), "generated": generated}, {}
+
+
+def logits_of(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    logits = hidden @ weight.T
+    return logits + bias if bias is not None else logits
+
+
+AUDIO = np.random.default_rng(0).standard_normal(16000).astype(np.float32).tolist()
+IMAGE = np.random.default_rng(0).integers(0, 256, (40, 48, 3)).tolist()
+CASES = {
+    "token_classification": Case(["task=token_classification", SIZES], "AutoModelForTokenClassification", "logits",
+                                 {"task": "token-classification", "input": "peter lives in paris"}),
+    # transformers 5 removed the question-answering, summarization and translation pipelines
+    "question_answering": Case(["task=question_answering", SIZES], "AutoModelForQuestionAnswering", "span", None),
+    "image_classification": Case(["task=image_classification", SIZES], "AutoModelForImageClassification", "logits",
+                                 {"task": "image-classification", "input": IMAGE, "input_kind": "image"}),
+    "image_classification_convnext": Case(["task=image_classification", "model=convnext", SIZES],
+                                          "AutoModelForImageClassification", "logits",
+                                          {"task": "image-classification", "input": IMAGE, "input_kind": "image"}),
+    "audio_classification": Case(["task=audio_classification", SIZES], "Wav2Vec2ForSequenceClassification", "logits",
+                                 {"task": "audio-classification", "input": AUDIO, "input_kind": "audio"}),
+    "speech_recognition": Case(["task=speech_recognition", SIZES], "Wav2Vec2ForCTC", "logits",
+                               {"task": "automatic-speech-recognition", "input": AUDIO, "input_kind": "audio"}),
+    "text_generation": Case(["task=text_generation", "data.synthetic_sizes={train: 40, val: 10}",
+                             "model.tokenizer_training.vocab_size=300"], "GPT2LMHeadModel", "generate",
+                            {"task": "text-generation", "input": "the lord", "kwargs": {"max_new_tokens": 4}}),
+    "summarization": Case(["task=summarization", "data.synthetic_sizes={train: 16, val: 8}", *GENERATION],
+                          "BartForConditionalGeneration", "seq2seq", None),
+    "translation": Case(["task=translation", "model=t5", "data.synthetic_sizes={train: 16, val: 8}", *GENERATION],
+                        "T5ForConditionalGeneration", "seq2seq", None),
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
+    """Every case trained (2 steps, ``export=true``), probed in headstart, then checked in ONE
+    fresh process with transformers alone (tests/hf_only_check.py)."""
+    root = tmp_path_factory.mktemp("export")
+    jobs = []
+    for name, case in CASES.items():
+        case.results = train(make_cfg(root / name, *COMMON, *case.overrides))
+        ckpt = case.results["best_checkpoint"]
+        cfg = make_cfg(root / f"{name}-probe", f"ckpt_path={ckpt}", "inputs=none", config_name="predict")
+        task = rebuild(cfg, load_checkpoint(ckpt)).task.eval()
+        inputs, case.expected, case.extra = probe(name, task)
+        torch.save(inputs, root / f"{name}.pt")
+        jobs.append({"name": name, "dir": case.results["hf_dir"], "class": case.hf_class, "call": case.call,
+                     "inputs": str(root / f"{name}.pt"), "pipeline": case.pipeline})
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    done = subprocess.run([sys.executable, str(CHECKER), str(root / "jobs.json")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for job in jobs:
+        case = CASES[job["name"]]
+        case.extra["hf"] = torch.load(job["inputs"] + ".out.pt", weights_only=True)
+        case.extra["pipeline"] = json.loads(Path(job["inputs"] + ".pipeline.json").read_text())
+    return CASES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_transformers_alone_computes_what_headstart_computes(exported: dict[str, Case], name: str) -> None:
+    case = exported[name]
+    hf = case.extra["hf"]
+    assert (Path(case.results["hf_dir"]) / "model.safetensors").is_file()
+    for key, expected in case.expected.items():
+        got = hf[key]
+        if key == "generated":  # greedy / beam decoding: the very same tokens
+            assert torch.equal(got, expected), (got, expected)
+        elif name == "speech_recognition":  # frames past a clip's end are padding in both
+            for row, frames in enumerate(case.extra["frames"]):
+                torch.testing.assert_close(got[row, :frames], expected[row, :frames], atol=1e-4, rtol=0)
+        else:
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    if name == "speech_recognition":
+        from transformers import Wav2Vec2Processor
+
+        processor = Wav2Vec2Processor.from_pretrained(case.results["hf_dir"])
+        ids = hf["logits"].argmax(-1)
+        texts = [processor.decode(ids[row, :frames]) for row, frames in enumerate(case.extra["frames"])]
+        assert texts == case.extra["texts"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if case.pipeline])
+def test_the_tasks_pipeline_runs_on_the_export(exported: dict[str, Case], name: str) -> None:
+    result = exported[name].extra["pipeline"]
+    config = json.loads((Path(exported[name].results["hf_dir"]) / "config.json").read_text())
+    labels = set((config.get("id2label") or {}).values())
+    if name in ("token_classification",):
+        assert result and all(item["entity"] in labels for item in result)
+    elif name in ("image_classification", "image_classification_convnext", "audio_classification"):
+        assert result and all(item["label"] in labels and 0 <= item["score"] <= 1 for item in result)
+    elif name == "speech_recognition":
+        assert isinstance(result["text"], str)
+    else:
+        assert name == "text_generation" and result[0]["generated_text"].startswith("the lord")
+
+
+@pytest.mark.slow
+def test_the_model_card_parses_and_carries_the_runs_metrics(exported: dict[str, Case]) -> None:
+    from huggingface_hub import ModelCard
+
+    case = exported["token_classification"]
+    card = ModelCard.load(Path(case.results["hf_dir"]) / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "token-classification"
+    written = json.loads((Path(case.results["hf_dir"]).parent / "metrics.json").read_text())
+    on_card = {result.metric_name: result.metric_value for result in card.data.eval_results}
+    assert on_card and on_card == {k: v for k, v in written.items() if k.startswith(("val/", "test/"))}
+    assert "python train.py" in card.text and "task=token_classification" in card.text
+
+
+@pytest.mark.slow
+def test_export_py_writes_the_same_model_from_a_checkpoint(exported: dict[str, Case], tmp_path: Path) -> None:
+    """``python export.py ckpt_path=...`` (here its function) gives the weights ``export=true`` wrote."""
+    from safetensors.torch import load_file
+
+    case = exported["image_classification"]
+    out = tmp_path / "again"
+    export(make_cfg(tmp_path, f"ckpt_path={case.results['best_checkpoint']}", f"out={out}", config_name="export"))
+    first, second = (load_file(str(Path(d) / "model.safetensors")) for d in (case.results["hf_dir"], out))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_push_to_hub_offline_is_one_line_naming_the_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError, match=r"push_to_hub=me/model: the hub is offline.*huggingface-cli upload me/model") as info:
+        push_to_hub(tmp_path, "me/model")
+    assert "\n" not in str(info.value)
+
+
+def test_export_true_on_a_model_without_an_exact_export_stops_before_fitting(tmp_path: Path) -> None:
+    """ViT with mean pooling: ViTForImageClassification reads the [CLS] state, so there is no exact
+    export; ``export=true`` says so in one line before training, not after it."""
+    with pytest.raises(ConfigError, match=r"model.pooling=mean on vit; AutoModelForImageClassification \(vit\) pools with cls") as info:
+        train(make_cfg(tmp_path, "task=image_classification", "model.pooling=mean", *COMMON, SIZES))
+    assert "\n" not in str(info.value) and not (tmp_path / "checkpoints").exists()
