@@ -3,8 +3,8 @@ with transformers alone, compute its outputs on the probe inputs, run its ``pipe
 
     python tests/hf_only_check.py <jobs.json>
 
-Each job: {"name", "dir", "class" (a transformers class name), "call" (logits | span | generate |
-seq2seq), "inputs" (a torch file of tensors), "pipeline": {"task", "input", "kwargs"} | null}.
+Each job: {"name", "dir", "class" (a transformers class name), "call" (logits | span | detection |
+generate | seq2seq), "inputs" (a torch file of tensors), "pipeline": {"task", "input", "kwargs"} | null}.
 Writes <inputs>.out.pt (the outputs) and <inputs>.pipeline.json (the pipeline's result, made
 JSON-able), and exits non-zero if headstart got imported.
 """
@@ -41,6 +41,9 @@ def outputs(model: Any, call: str, inputs: dict[str, torch.Tensor]) -> dict[str,
         if call == "span":
             out = model(**inputs)
             return {"start": out.start_logits, "end": out.end_logits}
+        if call == "detection":
+            out = model(**inputs)
+            return {"logits": out.logits, "boxes": out.pred_boxes}
         if call == "generate":  # causal LM: logits and the continuation under the export's generation config
             ids, mask = inputs["input_ids"], inputs["attention_mask"]
             generated = model.generate(input_ids=ids, attention_mask=mask)

@@ -76,6 +76,13 @@ def probe(name: str, task: Any) -> tuple[dict[str, torch.Tensor], dict[str, torc
             size = int(task.backbone.data_spec()["image_size"])
             pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
             return {"pixel_values": pixels}, {"logits": task(pixels)}, {}
+        if name == "object_detection":
+            size = int(task.backbone.data_spec()["image_size"])
+            pixels = torch.randn(2, 3, size, size + 8, generator=torch.Generator().manual_seed(0))
+            mask = torch.ones(2, size, size + 8, dtype=torch.long)
+            mask[1, :, size:] = 0  # the second image is narrower: padded on the right, as the collate pads
+            logits, boxes = task(pixels, mask)
+            return {"pixel_values": pixels, "pixel_mask": mask}, {"logits": logits[-1], "boxes": boxes[-1]}, {}
         if name in ("audio_classification", "speech_recognition"):
             batch, lengths = waves()
             mask = (torch.arange(batch.shape[1])[None, :] < lengths[:, None]).long()
@@ -118,6 +125,9 @@ CASES = {
     "image_classification_convnext": Case(["task=image_classification", "model=convnext", SIZES],
                                           "AutoModelForImageClassification", "logits",
                                           {"task": "image-classification", "input": IMAGE, "input_kind": "image"}),
+    "object_detection": Case(["task=object_detection", "data.synthetic_sizes={train: 8, val: 4, test: 4}"],
+                             "DetrForObjectDetection", "detection",
+                             {"task": "object-detection", "input": IMAGE, "input_kind": "image", "kwargs": {"threshold": 0.0}}),
     "audio_classification": Case(["task=audio_classification", SIZES], "Wav2Vec2ForSequenceClassification", "logits",
                                  {"task": "audio-classification", "input": AUDIO, "input_kind": "audio"}),
     "speech_recognition": Case(["task=speech_recognition", SIZES], "Wav2Vec2ForCTC", "logits",
@@ -191,6 +201,8 @@ def test_the_tasks_pipeline_runs_on_the_export(exported: dict[str, Case], name: 
         assert result and all(item["entity"] in labels for item in result)
     elif name in ("image_classification", "image_classification_convnext", "audio_classification"):
         assert result and all(item["label"] in labels and 0 <= item["score"] <= 1 for item in result)
+    elif name == "object_detection":
+        assert result and all(item["label"] in labels and set(item["box"]) == {"xmin", "ymin", "xmax", "ymax"} for item in result)
     elif name == "speech_recognition":
         assert isinstance(result["text"], str)
     else:

@@ -194,8 +194,14 @@ class DetrBackbone(nn.Module):
         }
 
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> QueryOutput:
+        """Query states [L, B, Q, D]: the decoder's per-layer states for the auxiliary losses, and
+        for the last layer ``last_hidden_state``, which is what ``DetrForObjectDetection`` scores.
+        (With ``auxiliary_loss`` transformers 5 norms each layer's output in place, so the last
+        state is normed once more than ``intermediate_hidden_states[-1]``; taking it makes the
+        model compute what transformers' does, and its export exact.)"""
         out = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask, return_dict=True)
-        return QueryOutput(query_states=out.intermediate_hidden_states)
+        states = out.intermediate_hidden_states
+        return QueryOutput(query_states=torch.cat([states[:-1], out.last_hidden_state[None]], dim=0))
 
 
 def detr_init(model: DetrModel) -> None:

@@ -21,6 +21,7 @@ from torchmetrics import Metric
 from headstart.ops.boxes import cxcywh_to_xyxy
 from headstart.ops.detection_postprocess import post_process_detections
 from headstart.tasks.base import Task
+from headstart.tasks.export import HFExport, label_config, load_exact, require_layout, with_prefix
 from headstart.viz.boxes import detection_png, wandb_boxes
 from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import denormalize
@@ -133,6 +134,29 @@ class ObjectDetectionTask(Task):
 
     # ---- optimisation -------------------------------------------------------------------------
     # ---- prediction ---------------------------------------------------------------------------
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``DetrForObjectDetection``: the DETR model, the class layer (+ no-object) and the 3-layer
+        box MLP on the last decoder layer's states (this head, under transformers' names), and a
+        ``DetrImageProcessor`` at this run's sizes, mean and std."""
+        from transformers import DetrForObjectDetection, DetrImageProcessor
+
+        from headstart.backbones.detr import HEAD_KEYS
+
+        target = "DetrForObjectDetection"
+        require_layout(self.head, {"class_head": nn.Linear, "box_mlp": nn.Sequential}, "object_detection", target)
+        if validate_only:
+            return None
+        # auxiliary_loss stays on: in transformers 5 it also norms every decoder layer's output
+        config = label_config(self.backbone.model.config, self.labels)
+        model = DetrForObjectDetection(config)
+        head = self.head.state_dict()
+        state = {**with_prefix("model", self.backbone.model.state_dict()), **{theirs: head[ours] for ours, theirs in HEAD_KEYS.items()}}
+        load_exact(model, state, target)
+        spec = self.backbone.data_spec()
+        processor = DetrImageProcessor(size={"shortest_edge": int(spec["image_size"]), "longest_edge": int(spec["max_size"])},
+                                       image_mean=list(spec["image_mean"]), image_std=list(spec["image_std"]))
+        return HFExport(model, [processor], "object-detection")
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """One record per image: boxes (xyxy pixels of the input file), class names and scores, best first."""
         logits, boxes = self(batch["pixel_values"], batch["pixel_mask"])
