@@ -4,7 +4,7 @@ with transformers alone, compute its outputs on the probe inputs, run its ``pipe
     python tests/hf_only_check.py <jobs.json>
 
 Each job: {"name", "dir", "class" (a transformers class name), "call" (logits | span | detection |
-generate | seq2seq), "inputs" (a torch file of tensors), "pipeline": {"task", "input", "kwargs"} | null}.
+mask2former | depth | generate | seq2seq), "inputs" (a torch file of tensors), "pipeline": {"task", "input", "kwargs"} | null}.
 Writes <inputs>.out.pt (the outputs) and <inputs>.pipeline.json (the pipeline's result, made
 JSON-able), and exits non-zero if headstart got imported.
 """
@@ -31,6 +31,8 @@ def plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return np.asarray(value).tolist()
+    if hasattr(value, "size") and hasattr(value, "mode"):  # a PIL image (segmentation masks)
+        return np.asarray(value).tolist()
     return value
 
 
@@ -41,6 +43,11 @@ def outputs(model: Any, call: str, inputs: dict[str, torch.Tensor]) -> dict[str,
         if call == "span":
             out = model(**inputs)
             return {"start": out.start_logits, "end": out.end_logits}
+        if call == "mask2former":
+            out = model(**inputs)
+            return {"class_logits": out.class_queries_logits, "mask_logits": out.masks_queries_logits}
+        if call == "depth":
+            return {"depth": model(**inputs).predicted_depth}
         if call == "detection":
             out = model(**inputs)
             return {"logits": out.logits, "boxes": out.pred_boxes}

@@ -76,6 +76,16 @@ def probe(name: str, task: Any) -> tuple[dict[str, torch.Tensor], dict[str, torc
             size = int(task.backbone.data_spec()["image_size"])
             pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
             return {"pixel_values": pixels}, {"logits": task(pixels)}, {}
+        if name.startswith("segmentation"):
+            size = int(task.backbone.data_spec()["image_size"])
+            pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+            out = task.predict_outputs(pixels)
+            if name == "segmentation_segformer":
+                return {"pixel_values": pixels}, {"logits": out}, {}
+            return {"pixel_values": pixels}, {"class_logits": out["class_logits"], "mask_logits": out["mask_logits"]}, {}
+        if name == "depth_estimation":
+            pixels = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+            return {"pixel_values": pixels}, {"depth": task(pixels)}, {}
         if name == "object_detection":
             size = int(task.backbone.data_spec()["image_size"])
             pixels = torch.randn(2, 3, size, size + 8, generator=torch.Generator().manual_seed(0))
@@ -128,6 +138,16 @@ CASES = {
     "object_detection": Case(["task=object_detection", "data.synthetic_sizes={train: 8, val: 4, test: 4}"],
                              "DetrForObjectDetection", "detection",
                              {"task": "object-detection", "input": IMAGE, "input_kind": "image", "kwargs": {"threshold": 0.0}}),
+    "segmentation": Case(["task=segmentation", "task.loss.num_points=64", "data.synthetic_sizes={train: 4, val: 2, test: 2}"],
+                         "Mask2FormerForUniversalSegmentation", "mask2former",
+                         {"task": "image-segmentation", "input": IMAGE, "input_kind": "image", "kwargs": {"subtask": "semantic"}}),
+    "segmentation_segformer": Case(["task=segmentation", "model=segformer", "data.synthetic_sizes={train: 4, val: 2, test: 2}"],
+                                   "SegformerForSemanticSegmentation", "logits",
+                                   {"task": "image-segmentation", "input": IMAGE, "input_kind": "image"}),
+    "depth_estimation": Case(["task=depth_estimation", "data.synthetic_sizes={train: 4, val: 2, test: 2}"],
+                             "GLPNForDepthEstimation", "depth",
+                             {"task": "depth-estimation", "input": np.random.default_rng(0).integers(0, 256, (64, 96, 3)).tolist(),
+                              "input_kind": "image"}),
     "audio_classification": Case(["task=audio_classification", SIZES], "Wav2Vec2ForSequenceClassification", "logits",
                                  {"task": "audio-classification", "input": AUDIO, "input_kind": "audio"}),
     "speech_recognition": Case(["task=speech_recognition", SIZES], "Wav2Vec2ForCTC", "logits",
@@ -201,6 +221,10 @@ def test_the_tasks_pipeline_runs_on_the_export(exported: dict[str, Case], name: 
         assert result and all(item["entity"] in labels for item in result)
     elif name in ("image_classification", "image_classification_convnext", "audio_classification"):
         assert result and all(item["label"] in labels and 0 <= item["score"] <= 1 for item in result)
+    elif name.startswith("segmentation"):
+        assert result and all(item["label"] in labels and len(item["mask"]) == 40 for item in result)
+    elif name == "depth_estimation":
+        assert np.asarray(result["predicted_depth"]).shape[-2:] == (64, 96) and np.isfinite(result["predicted_depth"]).all()
     elif name == "object_detection":
         assert result and all(item["label"] in labels and set(item["box"]) == {"xmin", "ymin", "xmax", "ymax"} for item in result)
     elif name == "speech_recognition":

@@ -8,6 +8,7 @@ The valid depth range and metric crop come from the data (``min_depth``, ``max_d
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from torchmetrics import Metric, MetricCollection
 
 from headstart.ops.depth_io import write_depth_png
 from headstart.tasks.base import Task
+from headstart.tasks.export import ExportError, HFExport, load_exact, with_prefix
 from headstart.viz.depth import depth_panel, depth_png, write_depth_colour_png
 from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import denormalize
@@ -78,6 +80,39 @@ class DepthEstimationTask(Task):
         """pixel_values [B, 3, H, W] -> depth [B, H, W] metres in (0, max_depth)."""
         maps = self.backbone(pixel_values).feature_maps
         return self.head(maps, output_size=tuple(pixel_values.shape[-2:]))
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``GLPNForDepthEstimation``: the encoder, and this decoder and head under transformers'
+        names (the inverse of ``backbones.glpn.glpn_decoder_state_dict``); ``max_depth`` in the
+        config. The decoder upsamples to each next map's size where transformers doubles, so the
+        two agree exactly on inputs whose sides are multiples of 32 (what the data pads to).
+        ``task.flip_test`` is test-time averaging, not part of the model: the export has none."""
+        from transformers import GLPNForDepthEstimation, GLPNImageProcessor
+
+        from headstart.backbones.glpn import glpn_decoder_state_dict
+
+        if type(self.head).__name__ != "DepthDecoder":
+            raise ExportError(f"task=depth_estimation: the head is {type(self.head).__name__}, not GLPN's decoder; "
+                              "this model cannot be exported exactly")
+        if not float(self.head.max_depth).is_integer():  # GLPNConfig types max_depth as an int
+            raise ExportError(f"task=depth_estimation: max_depth={self.head.max_depth} m; GLPNConfig holds whole metres only, "
+                              "so this model cannot be exported exactly")
+        if validate_only:
+            return None
+        config = copy.deepcopy(self.backbone.model.config)
+        config.max_depth = int(self.head.max_depth)
+        config.architectures = None
+        model = GLPNForDepthEstimation(config)
+        ours = self.head.state_dict()
+        state = with_prefix("glpn", self.backbone.model.state_dict())
+        for key in model.state_dict():
+            if not key.startswith("glpn."):
+                ((mine, _),) = glpn_decoder_state_dict({key: torch.empty(0)}).items()
+                state[key] = ours[mine]
+        load_exact(model, state, "GLPNForDepthEstimation")
+        spec = self.backbone.data_spec()
+        processor = GLPNImageProcessor(size_divisor=int(spec.get("size_multiple") or 32))
+        return HFExport(model, [processor], "depth-estimation")
 
     def predict_depth(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Evaluation-time depth [B, H, W]: with ``flip_test``, the mean with the flipped image's (flipped back)."""

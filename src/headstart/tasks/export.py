@@ -63,15 +63,19 @@ def require_layout(head: nn.Module, layout: dict[str, type], task: str, target: 
         )
 
 
-def load_exact(model: nn.Module, state: dict[str, torch.Tensor], target: str, unused: tuple[str, ...] = ()) -> nn.Module:
+def load_exact(model: nn.Module, state: dict[str, torch.Tensor], target: str, unused: tuple[str, ...] = (),
+               from_config: tuple[str, ...] = ()) -> nn.Module:
     """Load ``state`` into ``model`` (strict: every weight of the transformers class is set).
 
     unused: prefixes of headstart weights the class has no place for and whose output the task
     never reads (e.g. BERT's pooler under a token-classification head); anything else left over is
-    an error, as is a transformers weight nothing fills.
+    an error, as is a transformers weight nothing fills. from_config: prefixes of buffers the class
+    computes from its config and never learns (Mask2Former's loss weights).
     """
     kept = {k: v for k, v in state.items() if not k.startswith(unused)} if unused else dict(state)
     missing, unexpected = model.load_state_dict(kept, strict=False)
+    buffers = dict(model.named_buffers())
+    missing = [k for k in missing if not (k.startswith(from_config) and k in buffers)] if from_config else missing
     if missing or unexpected:
         raise ExportError(f"headstart's weights do not fill {target} exactly: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model.eval()

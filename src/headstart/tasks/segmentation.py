@@ -29,6 +29,7 @@ from headstart.metrics.segmentation import SemanticIoU
 from headstart.ops.seg_postprocess import instance_segmentation, panoptic_segmentation, semantic_segmentation
 from headstart.ops.seg_targets import instance_ground_truth, mask_targets, panoptic_pairs
 from headstart.tasks.base import Task
+from headstart.tasks.export import HFExport, label_config, load_exact, require_layout, with_prefix
 from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import denormalize
 from headstart.viz.masks import palette, segmentation_png, wandb_mask_image
@@ -298,6 +299,21 @@ class MaskSegmentationTask(SegmentationTask):
         out = self.backbone(pixel_values)
         return {"class_logits": self.head(out.query_states), "mask_logits": out.mask_logits}
 
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``Mask2FormerForUniversalSegmentation``: the model (its mask predictor gives the masks)
+        and ``class_predictor``, this head's one linear layer over num_classes + no-object."""
+        from transformers import Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor
+
+        target = "Mask2FormerForUniversalSegmentation"
+        require_layout(self.head, {"proj": nn.Linear}, "segmentation", target)
+        if validate_only:
+            return None
+        model = Mask2FormerForUniversalSegmentation(label_config(self.backbone.model.config, self.labels))
+        state = {**with_prefix("model", self.backbone.model.state_dict()), **with_prefix("class_predictor", self.head.proj.state_dict())}
+        load_exact(model, state, target, from_config=("criterion.",))
+        return HFExport(model, [segmentation_processor(Mask2FormerImageProcessor, self.backbone.data_spec(), self.ignore_index)],
+                        "image-segmentation")
+
     def compute_loss(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], Any]:
         outputs = self(batch["pixel_values"])
         targets = [
@@ -363,6 +379,23 @@ class PixelSegmentationTask(SegmentationTask):
         """pixel_values [B, 3, H, W] -> logits [B, C, H/4, W/4]."""
         return self.head(self.backbone(pixel_values).feature_maps)
 
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``SegformerForSemanticSegmentation``: the encoder and the all-MLP decode head (this head's
+        layers, under the same names), logits at 1/4 of the input."""
+        from transformers import SegformerForSemanticSegmentation, SegformerImageProcessor
+
+        target = "SegformerForSemanticSegmentation"
+        layout = {"linear_projections": nn.ModuleList, "linear_fuse": nn.Conv2d, "batch_norm": nn.BatchNorm2d,
+                  "activation": nn.ReLU, "dropout": nn.Dropout, "classifier": nn.Conv2d}
+        require_layout(self.head, layout, "segmentation", target)
+        if validate_only:
+            return None
+        model = SegformerForSemanticSegmentation(label_config(self.backbone.model.config, self.labels))
+        state = {**with_prefix("segformer", self.backbone.model.state_dict()), **with_prefix("decode_head", self.head.state_dict())}
+        load_exact(model, state, target)
+        return HFExport(model, [segmentation_processor(SegformerImageProcessor, self.backbone.data_spec(), self.ignore_index)],
+                        "image-segmentation")
+
     def compute_loss(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], Any]:
         logits = self(batch["pixel_values"])
         return self.loss_fn(logits, batch["semantic"]), logits
@@ -375,6 +408,14 @@ class PixelSegmentationTask(SegmentationTask):
             F.interpolate(outputs[b : b + 1].float(), size=size, mode="bilinear", align_corners=False)[0].argmax(0)
             for b, size in enumerate(sizes)
         ]
+
+
+def segmentation_processor(kind: Any, spec: dict[str, Any], ignore_index: int) -> Any:
+    """The image processor of a segmentation export: this run's size (square), mean and std; labels
+    kept as they are (no reduce_labels), ``ignore_index`` as headstart's."""
+    size = int(spec["image_size"])
+    return kind(size={"height": size, "width": size}, image_mean=list(spec["image_mean"]), image_std=list(spec["image_std"]),
+                do_reduce_labels=False, ignore_index=ignore_index)
 
 
 def _first(outputs: Any, n: int) -> Any:
