@@ -3,8 +3,8 @@ with transformers alone, compute its outputs on the probe inputs, run its ``pipe
 
     python tests/hf_only_check.py <jobs.json>
 
-Each job: {"name", "dir", "class" (a transformers class name), "call" (logits | span | detection |
-mask2former | depth | generate | seq2seq), "inputs" (a torch file of tensors), "pipeline": {"task", "input", "kwargs"} | null}.
+Each job: {"name", "dir", "class" (a transformers class name), "call" (logits | span | mlm | wav2vec2 |
+detection | mask2former | depth | generate | seq2seq), "inputs" (a torch file of tensors), "pipeline": {"task", "input", "kwargs"} | null}.
 Writes <inputs>.out.pt (the outputs) and <inputs>.pipeline.json (the pipeline's result, made
 JSON-able), and exits non-zero if headstart got imported.
 """
@@ -48,6 +48,11 @@ def outputs(model: Any, call: str, inputs: dict[str, torch.Tensor]) -> dict[str,
             return {"class_logits": out.class_queries_logits, "mask_logits": out.masks_queries_logits}
         if call == "depth":
             return {"depth": model(**inputs).predicted_depth}
+        if call == "mlm":
+            out = model(**inputs)
+            return {"logits": out.prediction_logits if hasattr(out, "prediction_logits") else out.logits}
+        if call == "wav2vec2":
+            return {"hidden": model.wav2vec2(**inputs).last_hidden_state}
         if call == "detection":
             out = model(**inputs)
             return {"logits": out.logits, "boxes": out.pred_boxes}

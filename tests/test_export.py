@@ -93,12 +93,20 @@ def probe(name: str, task: Any) -> tuple[dict[str, torch.Tensor], dict[str, torc
             mask[1, :, size:] = 0  # the second image is narrower: padded on the right, as the collate pads
             logits, boxes = task(pixels, mask)
             return {"pixel_values": pixels, "pixel_mask": mask}, {"logits": logits[-1], "boxes": boxes[-1]}, {}
-        if name in ("audio_classification", "speech_recognition"):
+        if name == "masked_lm":
+            inputs = text_batch(task.backbone.tokenizer, SENTENCES)
+            selected = inputs["attention_mask"].bool()
+            batch = {**inputs, "labels": inputs["input_ids"].masked_fill(~selected, -100)}
+            return inputs, {"logits": task(batch)["mlm_logits"]}, {"selected": selected}
+        if name in ("audio_classification", "speech_recognition", "audio_pretraining"):
             batch, lengths = waves()
             mask = (torch.arange(batch.shape[1])[None, :] < lengths[:, None]).long()
             inputs = {"input_values": batch, "attention_mask": mask}
             if name == "audio_classification":
                 return inputs, {"logits": task(batch, lengths)}, {}
+            if name == "audio_pretraining":
+                out = task.backbone(batch, lengths)
+                return inputs, {"hidden": out.hidden_states}, {"frames": out.extras["lengths"].tolist()}
             logits, frames = task(batch, lengths)
             return inputs, {"logits": logits}, {"frames": frames.tolist(), "texts": task.decode(logits, frames)}
         tokenizer = task.backbone.tokenizer
@@ -148,6 +156,13 @@ CASES = {
                              "GLPNForDepthEstimation", "depth",
                              {"task": "depth-estimation", "input": np.random.default_rng(0).integers(0, 256, (64, 96, 3)).tolist(),
                               "input_kind": "image"}),
+    "masked_lm": Case(["task=masked_lm", "data.block_size=32", "data.synthetic_sizes={train: 16, val: 8}"],
+                      "BertForPreTraining", "mlm", {"task": "fill-mask", "input": "peter lives in [MASK]"}),
+    "denoising": Case(["task=denoising", "data.block_size=32", "data.synthetic_sizes={train: 16, val: 8}",
+                       "model.tokenizer_training.vocab_size=300", "task.generation.max_new_tokens=6"],
+                      "BartForConditionalGeneration", "seq2seq", None),
+    "audio_pretraining": Case(["task=audio_pretraining", "data.synthetic_sizes={train: 8, val: 4}", "data.synthetic_min_seconds=0.6",
+                               "data.synthetic_max_seconds=0.9"], "Wav2Vec2ForPreTraining", "wav2vec2", None),
     "audio_classification": Case(["task=audio_classification", SIZES], "Wav2Vec2ForSequenceClassification", "logits",
                                  {"task": "audio-classification", "input": AUDIO, "input_kind": "audio"}),
     "speech_recognition": Case(["task=speech_recognition", SIZES], "Wav2Vec2ForCTC", "logits",
@@ -197,7 +212,9 @@ def test_transformers_alone_computes_what_headstart_computes(exported: dict[str,
         got = hf[key]
         if key == "generated":  # greedy / beam decoding: the very same tokens
             assert torch.equal(got, expected), (got, expected)
-        elif name == "speech_recognition":  # frames past a clip's end are padding in both
+        elif name == "masked_lm":  # headstart scores the labelled positions only
+            torch.testing.assert_close(got[case.extra["selected"]], expected, atol=1e-4, rtol=0)
+        elif name in ("speech_recognition", "audio_pretraining"):  # frames past a clip's end are padding in both
             for row, frames in enumerate(case.extra["frames"]):
                 torch.testing.assert_close(got[row, :frames], expected[row, :frames], atol=1e-4, rtol=0)
         else:
@@ -229,6 +246,8 @@ def test_the_tasks_pipeline_runs_on_the_export(exported: dict[str, Case], name: 
         assert result and all(item["label"] in labels and set(item["box"]) == {"xmin", "ymin", "xmax", "ymax"} for item in result)
     elif name == "speech_recognition":
         assert isinstance(result["text"], str)
+    elif name == "masked_lm":
+        assert len(result) == 5 and all(0 <= item["score"] <= 1 and item["sequence"].startswith("peter lives in") for item in result)
     else:
         assert name == "text_generation" and result[0]["generated_text"].startswith("the lord")
 

@@ -170,6 +170,14 @@ def save_pretrained(backbone: Any, directory: str | Path, pretraining_head: dict
     ``Wav2Vec2ForPreTraining`` layout (the backbone under ``wav2vec2.``); without it, ``Wav2Vec2Model``.
     Either loads back with ``model.checkpoint=<directory>`` (headstart) or ``from_pretrained`` (transformers).
     """
+    hf, extractor = pretraining_model(backbone, pretraining_head)
+    hf.save_pretrained(str(directory))
+    extractor.save_pretrained(str(directory))
+
+
+def pretraining_model(backbone: Any, pretraining_head: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """(transformers model, feature extractor) of :func:`save_pretrained`: ``Wav2Vec2ForPreTraining``
+    with the head, ``Wav2Vec2Model`` without."""
     import transformers
 
     extra = dict(pretraining_head["config"]) if pretraining_head else {}
@@ -185,8 +193,7 @@ def save_pretrained(backbone: Any, directory: str | Path, pretraining_head: dict
     else:
         hf = transformers.Wav2Vec2Model(config)
         copy_into_hf(backbone, hf)
-    hf.save_pretrained(str(directory))
-    feature_extractor(backbone, config).save_pretrained(str(directory))
+    return hf, feature_extractor(backbone, config)
 
 
 def feature_extractor(backbone: Any, config: Any) -> Any:

@@ -22,6 +22,7 @@ from torchmetrics import MeanMetric
 from headstart.losses.contrastive import contrastive_logits, sample_negatives
 from headstart.ops.span_mask import span_mask
 from headstart.tasks.base import Task
+from headstart.tasks.export import HFExport
 from headstart.tasks.pretraining import ExportsPretrained
 
 HEAD_KEYS = {"num_codevector_groups": "num_groups", "num_codevectors_per_group": "num_vars", "codevector_dim": "codevector_dim"}
@@ -191,8 +192,8 @@ class AudioPretrainingTask(ExportsPretrained, Task):
 
         return codebook_media(batch, outputs, self.quantizer.num_vars, self.backbone.sample_rate, max_items)
 
-    def export_pretrained(self, directory: Path) -> None:
-        """``Wav2Vec2ForPreTraining`` layout: backbone under ``wav2vec2.``, plus quantizer / project_q / project_hid."""
+    def pretraining_head(self) -> dict[str, Any]:
+        """The ``Wav2Vec2ForPreTraining`` config keys and weights of quantizer / project_q / project_hid."""
         head = {f"{name}.{key}": value for name in ("quantizer", "project_q", "project_hid")
                 for key, value in getattr(self, name).state_dict().items()}  # fmt: skip
         config = {
@@ -201,4 +202,18 @@ class AudioPretrainingTask(ExportsPretrained, Task):
             "num_negatives": self.num_negatives, "contrastive_logits_temperature": self.logit_temperature,
             "diversity_loss_weight": self.loss_fn.diversity_weight, "feat_quantizer_dropout": self.dropout_features.p,
         }  # fmt: skip
-        self.backbone.save_pretrained(directory, pretraining_head={"config": config, "state_dict": head})
+        return {"config": config, "state_dict": head}
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``Wav2Vec2ForPreTraining`` (the backbone under ``wav2vec2.`` and the quantizer and
+        projections) and its feature extractor: what ``<run>/pretrained`` holds."""
+        if validate_only:
+            return None
+        from headstart.backbones import wav2vec2_io
+
+        model, extractor = wav2vec2_io.pretraining_model(self.backbone, self.pretraining_head())
+        return HFExport(model.eval(), [extractor], "feature-extraction")
+
+    def export_pretrained(self, directory: Path) -> None:
+        """``Wav2Vec2ForPreTraining`` layout: backbone under ``wav2vec2.``, plus quantizer / project_q / project_hid."""
+        self.backbone.save_pretrained(directory, pretraining_head=self.pretraining_head())

@@ -33,6 +33,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from headstart.losses.lm import lm_loss_sum
 from headstart.metrics.generation import TokenPerplexity
 from headstart.tasks.base import Task
+from headstart.tasks.export import HFExport, language_model
 from headstart.tasks.pretraining import ExportsPretrained
 
 _SENTINEL = re.compile(r"<extra_id_(\d+)>")
@@ -179,6 +180,11 @@ class DenoisingTask(ExportsPretrained, Task):
         return pairs_page(records, out_dir, "denoising", columns)
 
     # ---- export -------------------------------------------------------------------------------
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """The ``*ForConditionalGeneration`` model itself, generating as the reconstructions do."""
+        model = language_model(self.backbone, "denoising", self.generation, validate_only)
+        return HFExport(model, [self.backbone.tokenizer], "text2text-generation") if model is not None else None
+
     def export_pretrained(self, directory: Path) -> None:
         """The whole seq2seq model (encoder, decoder, tied LM head) and its tokenizer, HF format."""
         self.backbone.require_model().save_pretrained(directory)

@@ -24,6 +24,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from headstart.metrics.generation import TokenPerplexity
 from headstart.tasks.base import Task
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
+from headstart.tasks.export import ExportError, HFExport
 from headstart.tasks.pretraining import ExportsPretrained
 
 
@@ -208,6 +209,18 @@ class MaskedLMTask(ExportsPretrained, Task):
         return fills_page(records, out_dir)
 
     # ---- export ---------------------------------------------------------------------------------
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """BERT: ``BertForPreTraining``; DistilBERT: ``DistilBertForMaskedLM`` (what ``<run>/pretrained``
+        holds, see :func:`pretraining_model`); the fill-mask pipeline reads either."""
+        family = self.backbone.model_config.model_type
+        if family not in ("bert", "distilbert"):
+            raise ExportError(f"task=masked_lm: no transformers pretraining class is mapped for {family}; "
+                              "<run>/pretrained holds its encoder alone")
+        if validate_only:
+            return None
+        model = pretraining_model(self.backbone.require_model(), self.mlm_head, self.nsp_head)
+        return HFExport(model.eval(), [self.backbone.tokenizer], "fill-mask")
+
     def export_pretrained(self, directory: Path) -> None:
         """The encoder and tokenizer via ``save_pretrained``; for BERT as ``BertForPreTraining``
         (encoder under ``bert.``, heads under ``cls.``), for DistilBERT as ``DistilBertForMaskedLM``,
