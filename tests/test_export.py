@@ -65,6 +65,9 @@ def waves() -> tuple[torch.Tensor, torch.Tensor]:
 def probe(name: str, task: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
     """(HF inputs, headstart's outputs on them, extras) for one task."""
     with torch.no_grad():
+        if name.startswith("text_classification"):
+            inputs = text_batch(task.backbone.tokenizer, SENTENCES)
+            return inputs, {"logits": task(inputs)}, {}
         if name == "token_classification":
             inputs = text_batch(task.backbone.tokenizer, SENTENCES)
             return inputs, {"logits": task(inputs)}, {}
@@ -134,6 +137,11 @@ def logits_of(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 AUDIO = np.random.default_rng(0).standard_normal(16000).astype(np.float32).tolist()
 IMAGE = np.random.default_rng(0).integers(0, 256, (40, 48, 3)).tolist()
 CASES = {
+    "text_classification": Case(["task=text_classification", SIZES], "AutoModelForSequenceClassification", "logits",
+                                {"task": "text-classification", "input": "peter lives in paris", "kwargs": {"top_k": None}}),
+    "text_classification_distilbert": Case(["task=text_classification", "model=distilbert", SIZES],
+                                           "AutoModelForSequenceClassification", "logits",
+                                           {"task": "text-classification", "input": "peter lives in paris", "kwargs": {"top_k": None}}),
     "token_classification": Case(["task=token_classification", SIZES], "AutoModelForTokenClassification", "logits",
                                  {"task": "token-classification", "input": "peter lives in paris"}),
     # transformers 5 removed the question-answering, summarization and translation pipelines
@@ -236,7 +244,7 @@ def test_the_tasks_pipeline_runs_on_the_export(exported: dict[str, Case], name: 
     labels = set((config.get("id2label") or {}).values())
     if name in ("token_classification",):
         assert result and all(item["entity"] in labels for item in result)
-    elif name in ("image_classification", "image_classification_convnext", "audio_classification"):
+    elif name.startswith(("text_classification", "image_classification")) or name == "audio_classification":
         assert result and all(item["label"] in labels and 0 <= item["score"] <= 1 for item in result)
     elif name.startswith("segmentation"):
         assert result and all(item["label"] in labels and len(item["mask"]) == 40 for item in result)

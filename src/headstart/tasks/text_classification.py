@@ -15,7 +15,38 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
+from headstart.tasks.export import ExportError, HFExport, encoder_task_model, require_layout, with_prefix
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
+
+
+# model_type -> the pooling its transformers sequence-classification class applies
+EXPORT_POOLING = {"bert": "pooler", "distilbert": "pre_classifier"}
+
+
+def resolve_pooling(pooling: str, backbone: nn.Module) -> str:
+    """``task.pooling`` with ``auto`` resolved from the encoder (see :class:`TextClassificationTask`)."""
+    if pooling not in ("auto", "pooler", "pre_classifier", "cls"):
+        raise ValueError(f"task.pooling={pooling} is not one of auto, pooler, pre_classifier, cls")
+    has_pooler = encoder_has_pooler(backbone)
+    if pooling == "pooler" and not has_pooler:
+        raise ValueError("task.pooling=pooler but the encoder has no pooler (use auto, pre_classifier or cls)")
+    if pooling != "auto":
+        return pooling
+    if backbone.model_config.model_type == "distilbert":
+        return "pre_classifier"
+    return "pooler" if has_pooler else "cls"
+
+
+def encoder_has_pooler(backbone: nn.Module) -> bool:
+    """Whether the encoder has a pooler; a preset's encoder (built once its tokenizer is trained)
+    is built on the meta device to see, which allocates nothing."""
+    if getattr(backbone, "model", None) is not None:
+        return backbone.pooler_module() is not None
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        probe = AutoModel.from_config(backbone.model_config)
+    return getattr(probe, "pooler", None) is not None
 
 
 class TextClassificationTask(Task):
@@ -26,6 +57,13 @@ class TextClassificationTask(Task):
     partials take ``num_classes``); multilabel_loss / multilabel_metrics: used when the data is
     multi-label (BCE; metric partials take ``num_labels``). threshold: probability above which a
     label is predicted in multi-label mode.
+
+    pooling: how the sequence becomes one vector, as transformers' ``*ForSequenceClassification``
+    of the family does it. ``pooler``: the encoder's own pooler (BERT, MiniLM: dense + tanh on the
+    [CLS] state, pretrained with next-sentence prediction); ``pre_classifier``: the [CLS] state
+    through a new dense + ReLU in the head (DistilBERT); ``cls``: the [CLS] state as it is (no
+    transformers class computes this; checkpoints trained before ``pooling`` existed used it);
+    ``auto``: ``pooler`` when the encoder has one, ``pre_classifier`` for DistilBERT, else ``cls``.
     """
 
     def __init__(
@@ -44,14 +82,17 @@ class TextClassificationTask(Task):
         multilabel_metrics: dict[str, Callable[..., Metric]] | None = None,
         threshold: float = 0.5,
         predict_top_k: int = 5,
+        pooling: Literal["auto", "pooler", "pre_classifier", "cls"] = "auto",
     ) -> None:
         super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
+        self.pooling = resolve_pooling(pooling, backbone)
         self.labels = list(labels)
         self.multi_label = multi_label
         num_classes = len(self.labels)
         if num_classes < (1 if multi_label else 2):
             raise ValueError(f"text classification needs at least 2 classes, the data has {self.labels}")
-        self.head = head(in_features=backbone.hidden_size, num_classes=num_classes)
+        extra = {"pre_classifier": True} if self.pooling == "pre_classifier" else {}
+        self.head = head(in_features=backbone.hidden_size, num_classes=num_classes, **extra)
         if multi_label:
             if multilabel_loss is None or not multilabel_metrics:
                 raise ValueError("multi-label data needs task.multilabel_loss and task.multilabel_metrics")
@@ -67,7 +108,34 @@ class TextClassificationTask(Task):
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """input_ids [B, L] (+ masks) -> logits [B, C]."""
-        return self.head(encode(self.backbone, batch).pooled)
+        hidden = encode(self.backbone, batch).hidden_states
+        pooled = self.backbone.pooler_module()(hidden) if self.pooling == "pooler" else hidden[:, 0]
+        return self.head(pooled)
+
+    def hf_export(self, validate_only: bool = False) -> HFExport | None:
+        """``AutoModelForSequenceClassification`` for BERT-like encoders (pooler, dropout, classifier)
+        and DistilBERT (pre_classifier, ReLU, dropout, classifier): this head under their names;
+        ``problem_type`` multi-label for multi-hot data."""
+        from transformers import AutoModelForSequenceClassification
+
+        family = self.backbone.model_config.model_type
+        target = f"AutoModelForSequenceClassification ({family})"
+        if EXPORT_POOLING.get(family) != self.pooling:
+            raise ExportError(
+                f"task=text_classification: task.pooling={self.pooling} on {family}; {target} pools with "
+                f"{EXPORT_POOLING.get(family, 'a head headstart does not convert')}, so this model cannot be exported exactly"
+            )
+        layout = {"dropout": nn.Dropout, "proj": nn.Linear, **({"pre_classifier": nn.Linear} if self.pooling == "pre_classifier" else {})}
+        require_layout(self.head, layout, "text_classification", target)
+        if validate_only:
+            return None
+        head = with_prefix("classifier", self.head.proj.state_dict())
+        if self.pooling == "pre_classifier":
+            head.update(with_prefix("pre_classifier", self.head.pre_classifier.state_dict()))
+        problem = "multi_label_classification" if self.multi_label else "single_label_classification"
+        model = encoder_task_model(AutoModelForSequenceClassification, self.backbone.require_model(), head, self.labels, target,
+                                   problem_type=problem)
+        return HFExport(model, [self.backbone.tokenizer], "text-classification")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         terms = self.loss_fn(self(batch), batch["labels"])
