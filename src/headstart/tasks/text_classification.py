@@ -15,9 +15,8 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
-from headstart.tasks.export import ExportError, HFExport, encoder_task_model, require_layout, with_prefix
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
-
+from headstart.tasks.export import ExportError, HFExport, encoder_task_model, require_layout, with_prefix
 
 # model_type -> the pooling its transformers sequence-classification class applies
 EXPORT_POOLING = {"bert": "pooler", "distilbert": "pre_classifier"}
