@@ -300,3 +300,57 @@ def test_export_true_on_a_model_without_an_exact_export_stops_before_fitting(tmp
     with pytest.raises(ConfigError, match=r"model.pooling=mean on vit; AutoModelForImageClassification \(vit\) pools with cls") as info:
         train(make_cfg(tmp_path, "task=image_classification", "model.pooling=mean", *COMMON, SIZES))
     assert "\n" not in str(info.value) and not (tmp_path / "checkpoints").exists()
+
+
+# ---- the way in: model.checkpoint=<a transformers task model> keeps its head (issue 23, item 4) ----
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["text_classification", "text_classification_distilbert", "token_classification",
+                                  "question_answering", "image_classification"])
+def test_an_export_scores_in_eval_py_as_its_checkpoint_does(exported: dict[str, Case], name: str, tmp_path: Path) -> None:
+    """export -> ``eval.py model.checkpoint=<export>`` (no ckpt_path) -> the original checkpoint's metrics."""
+    from headstart.eval import evaluate
+
+    case = exported[name]
+    from_ckpt = evaluate(make_cfg(tmp_path / "ckpt", f"ckpt_path={case.results['best_checkpoint']}", "split=val",
+                                  config_name="eval"))
+    overrides = [o for o in case.overrides if not o.startswith("model.tokenizer_training")]
+    from_export = evaluate(make_cfg(tmp_path / "hf", *overrides, "data.batch_size=4", "model.preset=null", f"model.checkpoint={case.results['hf_dir']}",
+                                    "split=val", config_name="eval"))
+    scores = {k: v for k, v in from_ckpt.items() if k.startswith("val/") and "loss" not in k and "/ce" not in k}
+    assert scores and {k: from_export[k] for k in scores} == pytest.approx(scores, abs=1e-5)
+
+
+def test_a_token_classifier_saved_by_transformers_keeps_its_head_with_rows_in_the_datas_order(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from transformers import AutoModelForTokenClassification, BertConfig, BertTokenizerFast
+
+    from headstart.backbones.hf_text import HFTextEncoder
+    from headstart.tasks.token_classification import TokenClassificationTask
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "peter", "lives", "in", "paris"]) + "\n")
+    theirs = ["B-PER", "O", "I-PER", "B-LOC", "I-LOC"]
+    config = BertConfig(vocab_size=9, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                        id2label=dict(enumerate(theirs)), label2id={label: i for i, label in enumerate(theirs)})
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_config(config).eval()
+    model.save_pretrained(tmp_path / "ner")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(tmp_path / "ner")
+
+    ours = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    head = lambda in_features, num_classes: __import__("headstart.heads.token", fromlist=["x"]).TokenClassificationHead(in_features, num_classes)  # noqa: E731
+    optimizer = lambda params, **_: torch.optim.SGD(params, lr=0.1)  # noqa: E731
+    task = TokenClassificationTask(HFTextEncoder(checkpoint=str(tmp_path / "ner")), head, torch.nn.CrossEntropyLoss(),
+                                   ours, optimizer).eval()
+    assert "kept its BertForTokenClassification head (labels matched by name, rows reordered" in capsys.readouterr().out
+    batch = dict(BertTokenizerFast.from_pretrained(tmp_path / "ner")(["peter lives in paris"], return_tensors="pt"))
+    with torch.no_grad():
+        expected = model(**batch).logits[..., [theirs.index(label) for label in ours]]
+        torch.testing.assert_close(task(batch), expected, atol=1e-5, rtol=0)
+
+    other = TokenClassificationTask(HFTextEncoder(checkpoint=str(tmp_path / "ner")), head, torch.nn.CrossEntropyLoss(),
+                                    ["O", "B-ORG", "I-ORG", "B-LOC", "I-LOC"], optimizer)
+    line = capsys.readouterr().out.strip()
+    assert other.kept_head == line and "head was re-initialised: its labels (B-PER, O, I-PER" in line and "\n" not in line

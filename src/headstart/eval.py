@@ -13,6 +13,7 @@ import hydra
 import lightning
 from omegaconf import DictConfig
 
+from headstart.run.build import Built, build
 from headstart.run.checkpoint import load_checkpoint, rebuild, with_checkpoint_choices
 from headstart.run.checks import CONF_DIR
 from headstart.run.config import output_dir, register_resolvers
@@ -31,8 +32,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     extras(cfg)
     apply_thread_policy(cfg)  # intra-op threads = the cores this process may use (run/threads.py)
     lightning.seed_everything(cfg.seed, workers=True)
-    checkpoint = load_checkpoint(cfg.ckpt_path)
-    built = rebuild(cfg, checkpoint)
+    if cfg.get("ckpt_path"):
+        built = rebuild(cfg, load_checkpoint(cfg.ckpt_path))
+    else:
+        built = build_task_model(cfg)
     trainer, task, datamodule = built.trainer, built.task, built.datamodule
     split = choose_split(cfg.get("split"), datamodule, announce=trainer.is_global_zero)
     if split == "val":
@@ -42,11 +45,30 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for metrics in raw:
         results.update(scalar_metrics(metrics))
-    results["ckpt_path"] = str(cfg.ckpt_path)
+    results["ckpt_path"] = str(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    if not cfg.get("ckpt_path"):
+        results["model_checkpoint"] = str(cfg.model.checkpoint)
     if trainer.is_global_zero:
         path = write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
         print_run_locations(output_dir(cfg), {"metrics": path}, trainer.loggers)
     return results
+
+
+def build_task_model(cfg: DictConfig) -> Built:
+    """``eval.py task=... model.checkpoint=<transformers task model> [data...]`` (no ``ckpt_path``):
+    the task built on that model, which must bring a head that fits the data (its labels by name);
+    scoring a freshly initialised head would measure nothing, so that is one line instead."""
+    if cfg.model.get("preset") or not cfg.model.get("checkpoint"):
+        raise ConfigError("eval.py needs ckpt_path=<a headstart checkpoint>, or model.checkpoint=<a transformers task model "
+                          "directory or hub id> (with task=... and the data) to score that model")
+    built = build(cfg, for_training=False)
+    kept = getattr(built.task, "kept_head", None)
+    if kept is None:
+        raise ConfigError(f"model.checkpoint={cfg.model.checkpoint} has no task head for task={cfg.task.name} (a plain encoder); "
+                          "eval.py scores a fine-tuned task model or a headstart checkpoint (ckpt_path=...)")
+    if ": kept its" not in kept:
+        raise ConfigError(f"{kept}; eval.py scores only a head that fits the data")
+    return built
 
 
 def choose_split(requested: str | None, datamodule: Any, announce: bool = True) -> str:

@@ -37,6 +37,35 @@ class EncoderOutput:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class CheckpointHead:
+    """The head of a transformers task model a backbone was loaded from (``model.checkpoint`` =
+    a ``save_pretrained`` directory or hub id of e.g. ``BertForTokenClassification``): its class
+    name, its labels in row order (``id2label``; None when it has none) and its weights under
+    transformers' names. Kept aside, not as parameters: the task decides whether it fits."""
+
+    architecture: str
+    labels: list[str] | None
+    state: dict[str, torch.Tensor]
+
+
+def task_architecture(config: Any, suffixes: tuple[str, ...]) -> str | None:
+    """The checkpoint's transformers task class (``config.architectures``) ending in one of ``suffixes``."""
+    return next((arch for arch in getattr(config, "architectures", None) or [] if arch.endswith(suffixes)), None)
+
+
+def load_task_model(checkpoint: str, architecture: str, **kwargs: Any) -> tuple[Any, CheckpointHead]:
+    """Load the task class ``architecture`` from ``checkpoint``; (its encoder, its head aside)."""
+    import transformers
+
+    full = load_or_explain(lambda: getattr(transformers, architecture).from_pretrained(checkpoint, **kwargs), checkpoint)
+    prefix = full.base_model_prefix
+    id2label = getattr(full.config, "id2label", None) or {}
+    labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(len(id2label))] or None
+    state = {key: value.detach().clone() for key, value in full.state_dict().items() if not key.startswith(prefix + ".")}
+    return full.base_model, CheckpointHead(architecture, labels, state)
+
+
 def load_or_explain(load: Callable[[], T], checkpoint: str) -> T:
     """Run ``load()`` (a ``from_pretrained`` call); turn a hub/network failure into one line.
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
-from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.base import CheckpointHead, EncoderOutput, load_or_explain, load_task_model, task_architecture
 from headstart.backbones.contract import DataSpec
 from headstart.backbones.from_scratch import plain, preset_config, random_init_config
 
@@ -33,6 +33,10 @@ def _json_config(config: PretrainedConfig) -> dict[str, Any]:
     """The config's own keys (what ``config.json`` holds), JSON-able; no library bookkeeping."""
     skip = {"transformers_version", "architectures", "_name_or_path", "torch_dtype", "dtype", "model_type"}
     return {k: v for k, v in config.to_diff_dict().items() if k not in skip}
+
+
+# transformers task classes whose head a text task can keep (model.checkpoint = a fine-tuned model)
+TASK_CLASSES = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
 
 
 class HFTextEncoder(nn.Module):
@@ -74,6 +78,7 @@ class HFTextEncoder(nn.Module):
         self.freeze = freeze
         self.tokenizer: Any = None
         self.model: PreTrainedModel | None = None
+        self.checkpoint_head: CheckpointHead | None = None
         overrides = plain(config or {})
         if preset is not None:
             # Built now so hidden_size is known before the tokenizer arrives; the model waits for it.
@@ -100,7 +105,10 @@ class HFTextEncoder(nn.Module):
         self.model_config = load_or_explain(lambda: AutoConfig.from_pretrained(checkpoint), checkpoint)
         for key, value in overrides.items():
             setattr(self.model_config, key, value)
-        if pretrained:
+        architecture = task_architecture(self.model_config, TASK_CLASSES)
+        if pretrained and architecture:  # a fine-tuned task model: its head is offered to the task
+            model, self.checkpoint_head = load_task_model(checkpoint, architecture, config=self.model_config)
+        elif pretrained:
             model = load_or_explain(
                 lambda: AutoModel.from_pretrained(checkpoint, config=self.model_config), checkpoint
             )

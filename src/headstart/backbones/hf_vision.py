@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, PretrainedConfig
 
-from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.base import CheckpointHead, EncoderOutput, load_or_explain, load_task_model, task_architecture
 from headstart.backbones.contract import DataSpec
 from headstart.backbones.from_scratch import preset_config, random_init_config
 
@@ -83,7 +83,12 @@ class HFImageEncoder(nn.Module):
         hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}), pretrained)
         load_weights = load_weights and pretrained
         model_kwargs = dict(model_kwargs or {})
-        if load_weights:
+        self.checkpoint_head: CheckpointHead | None = None
+        architecture = task_architecture(hf_config, ("ForImageClassification",))
+        if load_weights and architecture:  # a fine-tuned classifier: its head is offered to the task
+            # (model_kwargs such as add_pooling_layer are the task class's own choice there)
+            self.model, self.checkpoint_head = load_task_model(checkpoint, architecture, config=hf_config)
+        elif load_weights:
             self.model = load_or_explain(
                 lambda: AutoModel.from_pretrained(checkpoint, config=hf_config, **model_kwargs), checkpoint
             )

@@ -132,3 +132,62 @@ def wav2vec2_model(backbone: Any, hf_class: Any, **settings: Any) -> tuple[Any, 
     model = hf_class(config)
     wav2vec2_io.copy_into_hf(backbone, model.wav2vec2)
     return model, wav2vec2_io.feature_extractor(backbone, config)
+
+
+# ---- the other way: a transformers task model's head kept by the task (model.checkpoint=<dir>) ----
+
+
+def label_rows(theirs: list[str] | None, ours: list[str]) -> list[int] | None:
+    """For each of ``ours``, its row in ``theirs`` when both hold the same names (in any order;
+    case-insensitively if not exactly); None when they are not the same set."""
+    if theirs is None or len(theirs) != len(ours):
+        return None
+    for key in (str, str.lower):
+        index = {key(name): row for row, name in enumerate(theirs)}
+        if len(index) == len(theirs) and set(index) == {key(name) for name in ours}:
+            return [index[key(name)] for name in ours]
+    return None
+
+
+def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str, names: dict[str, str],
+                         labels: list[str] | None, per_label: tuple[str, ...] = (), fits: str | None = None) -> str | None:
+    """Load the head of the transformers task model the backbone came from into ``head`` when it is
+    this task's kind (``wants``: the class-name suffix) and, for labelled heads, holds the data's
+    labels (by name, any order: rows ``per_label`` are reordered); say in one line what was kept or
+    re-initialised and why. names: headstart key -> transformers key. fits: why it cannot fit
+    (e.g. another pooling), or None. Returns the line (None when the checkpoint had no task head)."""
+    found = getattr(backbone, "checkpoint_head", None)
+    if found is None:
+        return None
+    where = f"model.checkpoint={getattr(backbone, 'checkpoint', '?')}"
+    if not found.architecture.endswith(wants):
+        return _say(f"{where} is a {found.architecture}; task={task} takes a *{wants} head, so the head starts fresh")
+    if fits is not None:
+        return _say(f"{where}: its {found.architecture} head was not kept ({fits}); the head starts fresh")
+    missing = [theirs for theirs in names.values() if theirs not in found.state]
+    if missing:
+        return _say(f"{where}: its {found.architecture} head has no {missing[0]}; the head starts fresh")
+    state = {ours: found.state[theirs] for ours, theirs in names.items()}
+    note = "it has no labels"
+    if labels is not None:
+        rows = label_rows(found.labels, labels)
+        if rows is None:
+            shown = ", ".join(map(str, (found.labels or [])[:6]))
+            return _say(f"{where}: its {found.architecture} head was re-initialised: its labels ({shown}...) are not "
+                        f"the data's ({', '.join(labels[:6])}...)")
+        state.update({key: state[key][rows] for key in per_label})
+        note = "labels matched by name" + ("" if rows == list(range(len(rows))) else ", rows reordered to the data's")
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        return _say(f"{where}: its {found.architecture} head does not fit this head ({str(error).splitlines()[-1].strip()[:160]}); "
+                    "the head starts fresh")
+    return _say(f"{where}: kept its {found.architecture} head ({note})")
+
+
+def _say(line: str) -> str:
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(line)
+    return line

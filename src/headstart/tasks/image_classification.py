@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
-from headstart.tasks.export import ExportError, HFExport, encoder_task_model, require_layout, with_prefix
+from headstart.tasks.export import ExportError, HFExport, encoder_task_model, keep_checkpoint_head, require_layout, with_prefix
 from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import classification_png, denormalize, labelled_image
 
@@ -47,6 +47,12 @@ class ImageClassificationTask(Task):
         if num_classes < 2:
             raise ValueError(f"image classification needs at least 2 classes, the data has {self.labels}")
         self.head = head(in_features=backbone.hidden_size, num_classes=num_classes)
+        kind = getattr(getattr(backbone, "model", None), "config", None)
+        kind, pooling = getattr(kind, "model_type", None), getattr(backbone, "pooling", None)
+        fits = None if EXPORT_POOLING.get(kind) == pooling else f"model.pooling={pooling}, its class pools otherwise"
+        self.kept_head = keep_checkpoint_head("image_classification", backbone, self.head, "ForImageClassification",
+                                              {"proj.weight": "classifier.weight", "proj.bias": "classifier.bias"},
+                                              self.labels, per_label=("proj.weight", "proj.bias"), fits=fits)
         self.loss_fn = loss
         kept = {
             name: factory(num_classes=num_classes)

@@ -18,7 +18,7 @@ from torch import nn
 from headstart.metrics.squad import SquadMetric, WindowResult, window_candidates
 from headstart.tasks.base import Task
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
-from headstart.tasks.export import HFExport, encoder_task_model, require_layout, with_prefix
+from headstart.tasks.export import HFExport, encoder_task_model, keep_checkpoint_head, require_layout, with_prefix
 
 
 def best_answer(
@@ -59,6 +59,8 @@ class QuestionAnsweringTask(Task):
     ) -> None:
         super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
         self.head = head(in_features=backbone.hidden_size)
+        self.kept_head = keep_checkpoint_head("question_answering", backbone, self.head, "ForQuestionAnswering",
+                                              {"qa_outputs.weight": "qa_outputs.weight", "qa_outputs.bias": "qa_outputs.bias"}, None)
         self.loss_fn = loss
         self.post = dict(n_best=n_best, max_answer_length=max_answer_length)
         self.version_2_with_negative = version_2_with_negative

@@ -16,7 +16,14 @@ from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
-from headstart.tasks.export import ExportError, HFExport, encoder_task_model, require_layout, with_prefix
+from headstart.tasks.export import (
+    ExportError,
+    HFExport,
+    encoder_task_model,
+    keep_checkpoint_head,
+    require_layout,
+    with_prefix,
+)
 
 # model_type -> the pooling its transformers sequence-classification class applies
 EXPORT_POOLING = {"bert": "pooler", "distilbert": "pre_classifier"}
@@ -92,6 +99,13 @@ class TextClassificationTask(Task):
             raise ValueError(f"text classification needs at least 2 classes, the data has {self.labels}")
         extra = {"pre_classifier": True} if self.pooling == "pre_classifier" else {}
         self.head = head(in_features=backbone.hidden_size, num_classes=num_classes, **extra)
+        names = {"proj.weight": "classifier.weight", "proj.bias": "classifier.bias"}
+        if extra:
+            names.update({"pre_classifier.weight": "pre_classifier.weight", "pre_classifier.bias": "pre_classifier.bias"})
+        family = backbone.model_config.model_type
+        fits = None if EXPORT_POOLING.get(family) == self.pooling else f"task.pooling={self.pooling}, its class pools otherwise"
+        self.kept_head = keep_checkpoint_head("text_classification", backbone, self.head, "ForSequenceClassification", names,
+                                              self.labels, per_label=("proj.weight", "proj.bias"), fits=fits)
         if multi_label:
             if multilabel_loss is None or not multilabel_metrics:
                 raise ValueError("multi-label data needs task.multilabel_loss and task.multilabel_metrics")

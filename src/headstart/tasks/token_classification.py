@@ -17,7 +17,7 @@ from torch import nn
 from headstart.metrics.entity_f1 import EntityF1, get_entities
 from headstart.tasks.base import Task
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
-from headstart.tasks.export import HFExport, encoder_task_model, require_layout, with_prefix
+from headstart.tasks.export import HFExport, encoder_task_model, keep_checkpoint_head, require_layout, with_prefix
 
 
 def word_predictions(token_preds: list[int], word_ids: list[int | None]) -> dict[int, int]:
@@ -63,6 +63,9 @@ class TokenClassificationTask(Task):
         super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
         self.labels = list(labels)
         self.head = head(in_features=backbone.hidden_size, num_classes=len(self.labels))
+        self.kept_head = keep_checkpoint_head("token_classification", backbone, self.head, "ForTokenClassification",
+                                              {"classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"},
+                                              self.labels, per_label=("classifier.weight", "classifier.bias"))
         self.loss_fn = loss
         self.val_metric = EntityF1(self.labels, scheme=scheme, strict=strict)
         self.test_metric = EntityF1(self.labels, scheme=scheme, strict=strict)
