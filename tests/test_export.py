@@ -316,8 +316,9 @@ def test_an_export_scores_in_eval_py_as_its_checkpoint_does(exported: dict[str, 
     from_ckpt = evaluate(make_cfg(tmp_path / "ckpt", f"ckpt_path={case.results['best_checkpoint']}", "split=val",
                                   config_name="eval"))
     overrides = [o for o in case.overrides if not o.startswith("model.tokenizer_training")]
-    from_export = evaluate(make_cfg(tmp_path / "hf", *overrides, "data.batch_size=4", "model.preset=null", f"model.checkpoint={case.results['hf_dir']}",
-                                    "split=val", config_name="eval"))
+    export_dir = case.results["hf_dir"]
+    from_export = evaluate(make_cfg(tmp_path / "hf", *overrides, "data.batch_size=4", "model.preset=null",
+                                    f"model.checkpoint={export_dir}", "split=val", config_name="eval"))
     scores = {k: v for k, v in from_ckpt.items() if k.startswith("val/") and "loss" not in k and "/ce" not in k}
     assert scores and {k: from_export[k] for k in scores} == pytest.approx(scores, abs=1e-5)
 
@@ -340,7 +341,7 @@ def test_a_token_classifier_saved_by_transformers_keeps_its_head_with_rows_in_th
     BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(tmp_path / "ner")
 
     ours = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    head = lambda in_features, num_classes: __import__("headstart.heads.token", fromlist=["x"]).TokenClassificationHead(in_features, num_classes)  # noqa: E731
+    from headstart.heads.token import TokenClassificationHead as head
     optimizer = lambda params, **_: torch.optim.SGD(params, lr=0.1)  # noqa: E731
     task = TokenClassificationTask(HFTextEncoder(checkpoint=str(tmp_path / "ner")), head, torch.nn.CrossEntropyLoss(),
                                    ours, optimizer).eval()
