@@ -307,7 +307,7 @@ def test_export_true_on_a_model_without_an_exact_export_stops_before_fitting(tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["text_classification", "text_classification_distilbert", "token_classification",
-                                  "question_answering", "image_classification"])
+                                  "question_answering", "image_classification", "audio_classification"])
 def test_an_export_scores_in_eval_py_as_its_checkpoint_does(exported: dict[str, Case], name: str, tmp_path: Path) -> None:
     """export -> ``eval.py model.checkpoint=<export>`` (no ckpt_path) -> the original checkpoint's metrics."""
     from headstart.eval import evaluate
@@ -355,3 +355,34 @@ def test_a_token_classifier_saved_by_transformers_keeps_its_head_with_rows_in_th
                                     ["O", "B-ORG", "I-ORG", "B-LOC", "I-LOC"], optimizer)
     line = capsys.readouterr().out.strip()
     assert other.kept_head == line and "head was re-initialised: its labels (B-PER, O, I-PER" in line and "\n" not in line
+
+
+def test_an_audio_classifier_saved_by_transformers_keeps_its_projector_and_classifier_as_one_layer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Wav2Vec2ForSequenceClassification projects every frame, averages, classifies; headstart's
+    head averages and classifies: the two layers compose exactly into one (labels in other order)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    from headstart.backbones.wav2vec2 import Wav2Vec2Backbone
+    from headstart.heads.mean_pool import MeanPoolHead
+    from headstart.tasks.audio_classification import AudioClassificationTask
+
+    theirs = ["yes", "no", "up"]
+    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                            conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=8,
+                            num_conv_pos_embedding_groups=2, feat_extract_norm="layer", do_stable_layer_norm=True,
+                            classifier_proj_size=6, id2label=dict(enumerate(theirs)), label2id={k: i for i, k in enumerate(theirs)})
+    torch.manual_seed(0)
+    model = Wav2Vec2ForSequenceClassification(config).eval()
+    model.save_pretrained(tmp_path / "kws")
+    ours = ["up", "yes", "no"]
+    optimizer = lambda params, **_: torch.optim.SGD(params, lr=0.1)  # noqa: E731
+    task = AudioClassificationTask(Wav2Vec2Backbone(checkpoint=str(tmp_path / "kws")), MeanPoolHead, torch.nn.CrossEntropyLoss(),
+                                   {}, ours, optimizer).eval()
+    assert "kept its Wav2Vec2ForSequenceClassification head (labels matched by name, rows reordered" in capsys.readouterr().out
+    waves, lengths = torch.randn(2, 4000), torch.tensor([4000, 3000])
+    waves[1, 3000:] = 0
+    mask = (torch.arange(4000)[None, :] < lengths[:, None]).long()
+    with torch.no_grad():
+        expected = model(input_values=waves, attention_mask=mask).logits[:, [theirs.index(label) for label in ours]]
+        torch.testing.assert_close(task(waves, lengths), expected, atol=1e-5, rtol=0)

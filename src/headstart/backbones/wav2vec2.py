@@ -115,6 +115,8 @@ class Wav2Vec2Backbone(nn.Module):
         super().__init__()
         masked_embed: torch.Tensor | None = None
         vocab: dict[str, int] | None = None
+        self.checkpoint = checkpoint
+        self.checkpoint_head: Any = None  # a fine-tuned classifier's head (backbones.base.CheckpointHead)
         overrides = dict(config or {})
         if overrides and (preset is not None or checkpoint.startswith(wav2vec2_io.BUNDLE_PREFIXES)):
             raise ValueError(
@@ -126,7 +128,7 @@ class Wav2Vec2Backbone(nn.Module):
         elif checkpoint.startswith(wav2vec2_io.BUNDLE_PREFIXES):
             model, vocab, self.arch = wav2vec2_io.load_bundle(checkpoint, pretrained)
         else:
-            model, masked_embed, vocab, self.arch = wav2vec2_io.load_hf(checkpoint, pretrained, overrides)
+            model, masked_embed, vocab, self.arch, self.checkpoint_head = wav2vec2_io.load_hf(checkpoint, pretrained, overrides)
         loaded = preset is None and pretrained  # weights from a checkpoint, not random
         freeze_feature_encoder = loaded if freeze_feature_encoder == AUTO else _flag(freeze_feature_encoder)
         mask_time_prob = (FINE_TUNING_MASK_TIME_PROB if loaded else 0.0) if mask_time_prob == AUTO else float(mask_time_prob)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torchaudio.models import Wav2Vec2Model, wav2vec2_model, wavlm_model
 
-from headstart.backbones.base import load_or_explain
+from headstart.backbones.base import CheckpointHead, load_or_explain, load_task_model, task_architecture
 from headstart.backbones.from_scratch import random_init_config
 
 BUNDLE_PREFIXES = ("WAV2VEC2_", "HUBERT_", "WAVLM_")
@@ -70,8 +70,9 @@ def _download_bundle(bundle: Any) -> nn.Module:
 
 def load_hf(
     checkpoint: str, pretrained: bool, overrides: dict[str, Any] | None = None
-) -> tuple[Wav2Vec2Model, torch.Tensor | None, dict[str, int] | None, dict[str, Any]]:
-    """HF checkpoint -> (torchaudio model with aux for CTC checkpoints, masked_spec_embed, vocab, arch).
+) -> tuple[Wav2Vec2Model, torch.Tensor | None, dict[str, int] | None, dict[str, Any], CheckpointHead | None]:
+    """HF checkpoint -> (torchaudio model with aux for CTC checkpoints, masked_spec_embed, vocab, arch,
+    the head of a ``Wav2Vec2ForSequenceClassification`` checkpoint as one linear layer or None).
 
     overrides: Wav2Vec2Config keys to change. With ``pretrained=False`` and the checkpoint's config
     out of reach, the default ``Wav2Vec2Config`` (wav2vec2-base) is used (``backbones.from_scratch``).
@@ -98,7 +99,12 @@ def load_hf(
         )
     is_ctc = any(arch.endswith("ForCTC") for arch in config.architectures or [])
     cls = classes[config.model_type][int(is_ctc)]
-    if pretrained:
+    classifier = task_architecture(config, ("ForSequenceClassification",)) if pretrained and not is_ctc else None
+    head: CheckpointHead | None = None
+    if classifier:  # a fine-tuned audio classifier: its head is offered to the task, as one linear layer
+        hf_model, head = load_task_model(checkpoint, classifier)
+        head = classifier_as_one_layer(head, config)
+    elif pretrained:
         hf_model = load_or_explain(lambda: cls.from_pretrained(checkpoint), checkpoint)
     else:
         hf_model = cls(config)
@@ -108,7 +114,21 @@ def load_hf(
     vocab = _read_hf_vocab(checkpoint) if is_ctc else None
     wavlm = config.model_type == "wavlm"
     arch = {**(_get_config_wavlm if wavlm else _get_config)(config), "model_type": config.model_type}
-    return model, (masked_embed.data if masked_embed is not None else None), vocab, arch
+    return model, (masked_embed.data if masked_embed is not None else None), vocab, arch, head
+
+
+def classifier_as_one_layer(head: CheckpointHead, config: Any) -> CheckpointHead | None:
+    """``Wav2Vec2ForSequenceClassification``'s head (per-frame ``projector``, masked mean, then
+    ``classifier``) as the one linear layer after the masked mean that headstart's head is: the mean
+    is linear, so classifier(mean(projector(h))) = (Wc Wp) mean(h) + Wc bp + bc exactly. None when
+    the class mixes hidden layers (``use_weighted_layer_sum``), which headstart's head does not."""
+    if getattr(config, "use_weighted_layer_sum", False):
+        return None
+    state = head.state
+    weight_p, bias_p = state["projector.weight"].double(), state["projector.bias"].double()
+    weight_c, bias_c = state["classifier.weight"].double(), state["classifier.bias"].double()
+    one = {"classifier.weight": (weight_c @ weight_p).float(), "classifier.bias": (weight_c @ bias_p + bias_c).float()}
+    return CheckpointHead(head.architecture, head.labels, one)
 
 
 def _read_hf_vocab(checkpoint: str) -> dict[str, int] | None:

@@ -12,7 +12,7 @@ from torchmetrics import Metric, MetricCollection
 
 from headstart.ops.padding import log_padding
 from headstart.tasks.base import Task
-from headstart.tasks.export import HFExport, label_settings, require_layout, wav2vec2_model
+from headstart.tasks.export import HFExport, keep_checkpoint_head, label_settings, require_layout, wav2vec2_model
 from headstart.viz.audio import audio_classification_png, audio_players
 from headstart.viz.figure import draw_each, file_stem
 
@@ -44,6 +44,9 @@ class AudioClassificationTask(Task):
         if len(self.labels) < 2:
             raise ValueError(f"audio classification needs at least 2 classes, the data has {self.labels}")
         self.head = head(in_features=backbone.hidden_size, num_classes=len(self.labels))
+        self.kept_head = keep_checkpoint_head("audio_classification", backbone, self.head, "ForSequenceClassification",
+                                              {"proj.weight": "classifier.weight", "proj.bias": "classifier.bias"},
+                                              self.labels, per_label=("proj.weight", "proj.bias"))
         self.loss_fn = loss
         self.val_metrics = MetricCollection({k: f(num_classes=len(self.labels)) for k, f in metrics.items()}, prefix="val/")
         self.test_metrics = self.val_metrics.clone(prefix="test/")
