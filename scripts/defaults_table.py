@@ -35,6 +35,7 @@ KEYS = [
     ("trainer.max_epochs", "epochs"),
     ("data.batch_size", "batch size"),
     ("task.head.dropout", "head dropout"),
+    ("task.pooling", "sequence pooling"),
     ("task.loss.label_smoothing", "label smoothing"),
     ("model.freeze_feature_encoder", "freeze feature encoder"),
     ("model.mask_time_prob", "SpecAugment time masking"),
@@ -79,6 +80,9 @@ SOURCES: dict[Any, str] = {
     "task.noise.mask_ratio": "30 % Poisson(3) spans: BART (Lewis et al. 2020)",
     "task.mask_prob": "0.65, spans of 10: wav2vec 2.0 (Baevski et al. 2020)",
     ("text_classification", "task.head.dropout"): "0.1: BERT's classifier dropout",
+    "task.pooling": ("auto: the family's transformers *ForSequenceClassification head (BERT's pooler, DistilBERT's "
+                     "pre-classifier), so it exports exactly; measured (defaults_textcls, MiniLM rt-polarity, 100 steps, 2 "
+                     "seeds): val acc 0.787 ± 0.009, [CLS] before 0.790 ± 0.003, the Trainer 0.784 ± 0.010"),
     ("token_classification", "task.head.dropout"): "0.1: BERT's classifier dropout",
     ("translation", "task.loss.label_smoothing"): "0.1: Vaswani et al. 2017",
 }

@@ -39,7 +39,7 @@ from conftest import ROOT, make_cfg
 from headstart.run.build import build
 
 README = ROOT / "README.md"
-SCRIPTS = {"train.py": "train", "eval.py": "eval", "predict.py": "predict"}
+SCRIPTS = {"train.py": "train", "eval.py": "eval", "predict.py": "predict", "export.py": "export"}
 TASKS = sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml"))
 TOUR = "A 5-minute tour"
 
@@ -82,6 +82,7 @@ SHORT = {
         "data.num_workers": "0",
     },
     "predict": {"trainer.accelerator": "cpu", "trainer.enable_progress_bar": "false", "data.num_workers": "0"},
+    "export": {"trainer.accelerator": "cpu"},
 }
 # The first tour run keeps the default loggers (csv + W&B offline), so the wandb sync path exists.
 CSV_AFTER_FIRST = "logger=csv"

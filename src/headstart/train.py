@@ -30,7 +30,7 @@ from headstart.run.config import output_dir, register_resolvers
 from headstart.run.console import print_config_tree, print_run_locations
 from headstart.run.errors import in_multirun, one_line_errors
 from headstart.run.extras import extras
-from headstart.run.hf_export import EXPORT_SUBDIR, write_export
+from headstart.run.hf_export import EXPORT_SUBDIR, push_to_hub, write_export
 from headstart.run.multirun import pin_job_for_ddp_children
 from headstart.run.results import scalar_metrics, write_metrics
 from headstart.run.resume import remember_wandb_run, resolve_ckpt_path, resumed_meta
@@ -101,6 +101,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("export") and not preempted:  # after metrics.json: the card reads the results
             results["hf_dir"] = str(export_best(task, best, Path(output_dir(cfg)) / EXPORT_SUBDIR, results))
             write_metrics(Path(output_dir(cfg)) / "metrics.json", results)
+            if cfg.get("push_to_hub"):
+                print(f"pushed: {push_to_hub(Path(results['hf_dir']), str(cfg.push_to_hub))}")
     finish_wandb()
     end_process_group()
     print_run_locations(output_dir(cfg), {"metrics": Path(output_dir(cfg)) / "metrics.json"}, trainer.loggers)
