@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import Mask2FormerModel
 
-from headstart.backbones.base import load_or_explain
+from headstart.backbones.base import CheckpointHead, load_or_explain, load_task_model, task_architecture
 from headstart.backbones.contract import DataSpec
 from headstart.backbones.hf_vision import build_hf_config, processor_image_spec
 
@@ -33,7 +33,8 @@ class Mask2FormerBackbone(nn.Module):
     """forward(pixel_values [B, 3, H, W], H and W multiples of 32) -> MaskQueryOutput.
 
     checkpoint: hub id or local directory of a Mask2Former checkpoint (a
-    ``Mask2FormerForUniversalSegmentation`` checkpoint loads too; its class head is left out).
+    ``Mask2FormerForUniversalSegmentation`` checkpoint loads too; its class head is offered to the
+    task as ``checkpoint_head``, kept when its labels are the data's).
     checkpoints: the default checkpoint per ``task.mode``, from which the model config picks
     ``checkpoint`` (kept here only so the table lives beside the model's other settings).
     preset: a named small config from ``presets`` (random init, offline; Swin backbone config
@@ -57,7 +58,11 @@ class Mask2FormerBackbone(nn.Module):
         self.checkpoint = checkpoint
         hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}), pretrained)
         load_weights = load_weights and pretrained
-        if load_weights:
+        self.checkpoint_head: CheckpointHead | None = None
+        architecture = task_architecture(hf_config, ("ForUniversalSegmentation",))
+        if load_weights and architecture:  # a fine-tuned model: its class head is offered to the task
+            self.model, self.checkpoint_head = load_task_model(checkpoint, architecture, config=hf_config)
+        elif load_weights:
             self.model = load_or_explain(
                 lambda: Mask2FormerModel.from_pretrained(checkpoint, config=hf_config), checkpoint
             )

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from transformers import SegformerModel
 
-from headstart.backbones.base import EncoderOutput, load_or_explain
+from headstart.backbones.base import CheckpointHead, EncoderOutput, load_or_explain, load_task_model, task_architecture
 from headstart.backbones.contract import DataSpec
 from headstart.backbones.hf_vision import build_hf_config, processor_image_spec
 
@@ -37,7 +37,11 @@ class SegformerBackbone(nn.Module):
         self.checkpoint = checkpoint
         hf_config, load_weights = build_hf_config(checkpoint, preset, dict(presets or {}), dict(config or {}), pretrained)
         load_weights = load_weights and pretrained
-        if load_weights:
+        self.checkpoint_head: CheckpointHead | None = None
+        architecture = task_architecture(hf_config, ("ForSemanticSegmentation",))
+        if load_weights and architecture:  # a fine-tuned model: its decode head is offered to the task
+            self.model, self.checkpoint_head = load_task_model(checkpoint, architecture, config=hf_config)
+        elif load_weights:
             self.model = load_or_explain(lambda: SegformerModel.from_pretrained(checkpoint, config=hf_config), checkpoint)
         else:
             self.model = SegformerModel(hf_config)

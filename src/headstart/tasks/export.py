@@ -150,12 +150,14 @@ def label_rows(theirs: list[str] | None, ours: list[str]) -> list[int] | None:
 
 
 def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str, names: dict[str, str],
-                         labels: list[str] | None, per_label: tuple[str, ...] = (), fits: str | None = None) -> str | None:
+                         labels: list[str] | None, per_label: tuple[str, ...] = (), fits: str | None = None,
+                         extra_rows: int = 0) -> str | None:
     """Load the head of the transformers task model the backbone came from into ``head`` when it is
     this task's kind (``wants``: the class-name suffix) and, for labelled heads, holds the data's
     labels (by name, any order: rows ``per_label`` are reordered); say in one line what was kept or
     re-initialised and why. names: headstart key -> transformers key. fits: why it cannot fit
-    (e.g. another pooling), or None. Returns the line (None when the checkpoint had no task head)."""
+    (e.g. another pooling), or None. extra_rows: rows after the labels' that stay last (a
+    no-object class). Returns the line (None when the checkpoint had no task head)."""
     found = getattr(backbone, "checkpoint_head", None)
     if found is None:
         return None
@@ -175,6 +177,7 @@ def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str, 
             shown = ", ".join(map(str, (found.labels or [])[:6]))
             return _say(f"{where}: its {found.architecture} head was re-initialised: its labels ({shown}...) are not "
                         f"the data's ({', '.join(labels[:6])}...)")
+        rows = rows + list(range(len(labels), len(labels) + extra_rows))
         state.update({key: state[key][rows] for key in per_label})
         note = "labels matched by name" + ("" if rows == list(range(len(rows))) else ", rows reordered to the data's")
     try:

@@ -29,7 +29,7 @@ from headstart.metrics.segmentation import SemanticIoU
 from headstart.ops.seg_postprocess import instance_segmentation, panoptic_segmentation, semantic_segmentation
 from headstart.ops.seg_targets import instance_ground_truth, mask_targets, panoptic_pairs
 from headstart.tasks.base import Task
-from headstart.tasks.export import HFExport, label_config, load_exact, require_layout, with_prefix
+from headstart.tasks.export import HFExport, keep_checkpoint_head, label_config, load_exact, require_layout, with_prefix
 from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import denormalize
 from headstart.viz.masks import palette, segmentation_png, wandb_mask_image
@@ -286,6 +286,9 @@ class MaskSegmentationTask(SegmentationTask):
     ) -> None:
         super().__init__(backbone, labels, thing_classes, ignore_index, optimizer, scheduler, backbone_lr, lr_interval, mode)
         self.head = head(in_features=backbone.hidden_size, num_classes=self.num_classes)
+        self.kept_head = keep_checkpoint_head("segmentation", backbone, self.head, "ForUniversalSegmentation",
+                                              {"proj.weight": "class_predictor.weight", "proj.bias": "class_predictor.bias"},
+                                              self.labels, per_label=("proj.weight", "proj.bias"), extra_rows=1)
         self.loss_fn = loss(num_classes=self.num_classes)
         self.panoptic_score_threshold = panoptic_score_threshold
         self.overlap_threshold = overlap_threshold
@@ -373,6 +376,9 @@ class PixelSegmentationTask(SegmentationTask):
         self.head = head(
             feature_channels=backbone.feature_channels, decoder_hidden_size=backbone.decoder_hidden_size, num_classes=self.num_classes
         )
+        names = {key: f"decode_head.{key}" for key in self.head.state_dict()}
+        self.kept_head = keep_checkpoint_head("segmentation", backbone, self.head, "ForSemanticSegmentation", names,
+                                              self.labels, per_label=("classifier.weight", "classifier.bias"))
         self.loss_fn = loss(ignore_index=ignore_index)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
