@@ -387,3 +387,13 @@ def test_an_audio_classifier_saved_by_transformers_keeps_its_projector_and_class
     with torch.no_grad():
         expected = model(input_values=waves, attention_mask=mask).logits[:, [theirs.index(label) for label in ours]]
         torch.testing.assert_close(task(waves, lengths), expected, atol=1e-5, rtol=0)
+
+
+def test_eval_py_without_a_checkpoint_or_a_named_task_model_is_one_line_and_never_reaches_the_hub(tmp_path: Path) -> None:
+    """No ckpt_path and no model.checkpoint on the command line: the model's default hub checkpoint
+    is not what the user meant to score; one line before anything is built."""
+    done = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "eval.py"), f"hydra.run.dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: eval.py needs ckpt_path=<a headstart checkpoint>, or model.checkpoint=")
+    assert "huggingface.co" not in done.stdout + done.stderr

@@ -5,20 +5,19 @@ Without ``split`` it tests when the data has a test split and validates otherwis
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from headstart.run.build import Built, build
-from headstart.run.checkpoint import load_checkpoint, rebuild, with_checkpoint_choices
-from headstart.run.checks import CONF_DIR
-from headstart.run.config import output_dir, register_resolvers
+from headstart.run.checkpoint import load_checkpoint, rebuild
+from headstart.run.config import output_dir
 from headstart.run.console import print_run_locations
-from headstart.run.errors import ConfigError, one_line_errors
+from headstart.run.entry import checkpoint_command
+from headstart.run.errors import ConfigError
 from headstart.run.extras import extras
 from headstart.run.results import scalar_metrics, write_metrics
 from headstart.run.threads import apply_thread_policy
@@ -58,7 +57,9 @@ def build_task_model(cfg: DictConfig) -> Built:
     """``eval.py task=... model.checkpoint=<transformers task model> [data...]`` (no ``ckpt_path``):
     the task built on that model, which must bring a head that fits the data (its labels by name);
     scoring a freshly initialised head would measure nothing, so that is one line instead."""
-    if cfg.model.get("preset") or not cfg.model.get("checkpoint"):
+    given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    named = any(o.split("=", 1)[0].lstrip("+") == "model.checkpoint" for o in given)
+    if cfg.model.get("preset") or not cfg.model.get("checkpoint") or not named:
         raise ConfigError("eval.py needs ckpt_path=<a headstart checkpoint>, or model.checkpoint=<a transformers task model "
                           "directory or hub id> (with task=... and the data) to score that model")
     built = build(cfg, for_training=False)
@@ -95,16 +96,7 @@ def choose_split(requested: str | None, datamodule: Any, announce: bool = True) 
     return split
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
-@one_line_errors
-def _main(cfg: DictConfig) -> None:
-    evaluate(cfg)
-
-
-def main() -> None:
-    register_resolvers()
-    sys.argv = with_checkpoint_choices(sys.argv)
-    _main()
+main = checkpoint_command("eval", evaluate)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,12 @@ best checkpoint into ``<run>/hf``. Each task's conversion is its ``hf_export()``
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from headstart.run.checkpoint import load_checkpoint, rebuild, with_checkpoint_choices
-from headstart.run.checks import CONF_DIR
-from headstart.run.config import register_resolvers
-from headstart.run.errors import one_line_errors
+from headstart.run.checkpoint import load_checkpoint, rebuild
+from headstart.run.entry import checkpoint_command
 from headstart.run.extras import extras
 from headstart.run.hf_export import EXPORT_SUBDIR, push_to_hub, run_results, write_export
 
@@ -38,16 +34,7 @@ def export(cfg: DictConfig) -> Path:
     return directory
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
-@one_line_errors
-def _main(cfg: DictConfig) -> None:
-    export(cfg)
-
-
-def main() -> None:
-    register_resolvers()
-    sys.argv = with_checkpoint_choices(sys.argv)
-    _main()
+main = checkpoint_command("export", export)
 
 
 if __name__ == "__main__":

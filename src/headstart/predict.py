@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning
 from omegaconf import DictConfig
 
-from headstart.run.checkpoint import load_checkpoint, rebuild, with_checkpoint_choices
-from headstart.run.checks import CONF_DIR
-from headstart.run.config import output_dir, register_resolvers
-from headstart.run.errors import one_line_errors
+from headstart.run.checkpoint import load_checkpoint, rebuild
+from headstart.run.config import output_dir
+from headstart.run.entry import checkpoint_command
 from headstart.run.extras import extras
 from headstart.run.threads import apply_thread_policy
 
@@ -45,16 +42,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     return records
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
-@one_line_errors
-def _main(cfg: DictConfig) -> None:
-    predict(cfg)
-
-
-def main() -> None:
-    register_resolvers()
-    sys.argv = with_checkpoint_choices(sys.argv)
-    _main()
+main = checkpoint_command("predict", predict)
 
 
 if __name__ == "__main__":
