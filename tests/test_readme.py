@@ -155,6 +155,12 @@ def is_assignment(command: Command) -> bool:
     return bool(re.fullmatch(r"[a-z_]+=\$\(.*\)", command.text))
 
 
+def is_activation(command: Command) -> bool:
+    """``source .venv/bin/activate``: the tour's first command (the test runs it in a shell whose
+    ``python`` is not the venv's, so a README without it fails)."""
+    return command.text == "source .venv/bin/activate"
+
+
 def runs_for_real(command: Command) -> bool:
     return command.heading == TOUR or command.text in ALSO_RUN
 
@@ -168,7 +174,7 @@ def test_every_readme_command_is_run_composed_or_listed_with_a_reason() -> None:
     assert [c.argv for c in COMMANDS[:2]] == [["make", "train"], ["make", "test"]], "the README's first two commands"
     for command in COMMANDS:
         understood = hydra_args(command) is not None or not_run(command) is not None
-        understood = understood or (is_assignment(command) and runs_for_real(command))
+        understood = understood or ((is_assignment(command) or is_activation(command)) and runs_for_real(command))
         assert understood, f"README.md:{command.line}: `{command.text}` is not run, composed or in NOT_RUN"
         if command.heading == TOUR and not_run(command):
             assert not_run(command) in CHECK_INSTEAD, f"README.md:{command.line}: a tour command that is not checked"
@@ -290,10 +296,17 @@ def one(pattern: str, cwd: Path) -> Path:
 @pytest.mark.slow
 def test_readme_tour_runs(tmp_path: Path) -> None:
     fixtures(tmp_path)
-    lines = ["set -eo pipefail", f'python() {{ {shlex.quote(sys.executable)} "$@"; }}']
-    for i, command in enumerate(c for c in COMMANDS if runs_for_real(c)):
-        lines += [f'echo "@@ README.md:{command.line}: $(date +%s)" >&2', script_line(command, first_python=i == 0)]
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv" if (ROOT / ".venv").is_dir() else Path(sys.prefix))  # the venv running this
+    # `python` is not the venv's until the tour's `source .venv/bin/activate` (as in a fresh shell)
+    lines = ["set -eo pipefail"]
+    pythons = 0
+    for command in (c for c in COMMANDS if runs_for_real(c)):
+        lines += [f'echo "@@ README.md:{command.line}: $(date +%s)" >&2', script_line(command, first_python=pythons == 0)]
+        pythons += hydra_args(command) is not None
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if "/.venv" not in p and p != venv_bin)
+    env.pop("VIRTUAL_ENV", None)
     env.pop("WANDB_DIR", None)  # W&B writes into the run directory, where the README says
     proc = subprocess.run(["bash", "-c", "\n".join(lines)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     marks = re.findall(r"@@ (README.md:\d+): (\d+)", proc.stderr)
@@ -307,6 +320,7 @@ def test_readme_tour_runs(tmp_path: Path) -> None:
     metrics = json.loads(one("logs/image_classification/runs/*_eval/metrics.json", tmp_path).read_text())
     assert any(name.startswith("test/") for name in metrics), metrics  # no split given: test, as the data has one
     assert re.search(r"split\W+test", proc.stdout + proc.stderr), "eval.py did not say which split it used"
+    assert (run / "hf" / "config.json").is_file() and (run / "hf" / "README.md").is_file(), "export.py writes $run/hf"
     predicted = one("logs/image_classification/runs/*_predict", tmp_path)
     assert len((predicted / "predictions.jsonl").read_text().splitlines()) == 3
     assert len(list(predicted.glob("visualizations/*.png"))) == 3, "predict.visualize=true: a picture per input"

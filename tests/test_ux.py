@@ -171,3 +171,29 @@ def test_train_cli_ends_with_one_line_saying_where_everything_is(tmp_path: Path)
     assert "CONFIG" not in proc.stdout  # extras.print_config=false
     assert "GPU available" in proc.stderr  # Lightning's own lines still show...
     assert "💡 Tip" not in proc.stderr and "LeafSpec" not in proc.stderr  # ...its noise does not
+
+
+def test_an_unknown_group_option_says_did_you_mean_and_lists_only_real_choices() -> None:
+    from headstart.run.checks import check_group_choices
+    from headstart.run.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"task=segmentaton is not an option of task: did you mean task=segmentation\?") as info:
+        check_group_choices(["task=segmentaton", "model.preset=tiny"])
+    assert "monitors" not in str(info.value)  # task/segmentation/ holds internal parts, not choices
+    with pytest.raises(ConfigError, match=r"did you mean experiment=synthetic/image_classification_vit\?"):
+        check_group_choices(["experiment=synthetic/image_clasification_vit"])
+    with pytest.raises(ConfigError, match=r"model=bret is not an option of model: did you mean model=bert\?"):
+        check_group_choices(["-m", "model=bert,bret"])  # each job of a sweep
+    check_group_choices(["experiment=synthetic/image_classification_vit", "model=bert", "optim=choice(adamw,sgd)",
+                         "data=null", "trainer.max_steps=3", "+extras.x=1", "hydra.run.dir=x"])
+
+
+def test_a_hub_checkpoint_offline_is_one_line_not_hydras_wrapped_trace(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "task=text_classification", "model.checkpoint=bert-base-uncased",
+                           "extras.print_config=false", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: could not load checkpoint 'bert-base-uncased'")
+    assert "model.preset=tiny" in proc.stderr.strip().splitlines()[-1]
+    assert "Error in call to target" not in proc.stderr and "Error executing job" not in proc.stderr

@@ -25,7 +25,7 @@ from headstart.callbacks.nonfinite import NonFiniteGuard
 from headstart.callbacks.preemption import Preemption
 from headstart.callbacks.throughput import Throughput, peak_memory_mb
 from headstart.run.build import build, group_choices
-from headstart.run.checks import CONF_DIR, check_ranges, check_resumed_task
+from headstart.run.checks import CONF_DIR, check_ranges, check_resumed_task, exit_on_bad_choice
 from headstart.run.config import output_dir, register_resolvers
 from headstart.run.console import print_config_tree, print_run_locations
 from headstart.run.errors import in_multirun, one_line_errors
@@ -176,6 +176,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     register_resolvers()
+    exit_on_bad_choice(sys.argv[1:])  # task=segmentaton: "did you mean", before Hydra's stock list
     _main()
 
 

@@ -155,3 +155,45 @@ def check_resumed_task(meta: dict, asked: dict, ckpt_path: str) -> None:
                 f"ckpt_path={ckpt_path}: this checkpoint is {group}={stored}; you asked for {group}={wanted} "
                 f"(resume with {group}={stored}, or start a new run without ckpt_path)"
             )
+
+
+def group_options(group: str, conf_dir: Path = CONF_DIR) -> tuple[list[str], set[str]] | None:
+    """(the options of config group ``group`` to show: its YAML files, top level only, since
+    ``task/segmentation/`` holds a task's internal parts; every config path Hydra accepts, e.g.
+    ``experiment=synthetic/image_classification``), or None if ``group`` is not a group."""
+    folder = conf_dir / group
+    if "/" in group or "." in group or not folder.is_dir():
+        return None
+    valid = {path.relative_to(folder).with_suffix("").as_posix() for path in folder.rglob("*.yaml")}
+    return sorted(path.stem for path in folder.glob("*.yaml")), valid
+
+
+def check_group_choices(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """``task=segmentaton``: one line with "did you mean segmentation" (difflib over the group's
+    options) before Hydra prints its stock list; values with commas (sweeps) are each checked."""
+    import difflib
+
+    for word in argv:
+        if "=" not in word or word.startswith(("-", "+", "~", "hydra.")):
+            continue
+        group, value = word.split("=", 1)
+        found = group_options(group, conf_dir)
+        if found is None or value in ("null", "") or any(c in value for c in "()[]{}$*"):  # sweep syntax: Hydra's
+            continue
+        options, valid = found
+        for choice in value.split(","):
+            if choice and choice not in valid:
+                close = difflib.get_close_matches(choice, sorted(valid), n=1, cutoff=0.6)
+                hint = f"did you mean {group}={close[0]}? " if close else ""
+                raise ConfigError(f"{group}={choice} is not an option of {group}: {hint}the options are {', '.join(options)}")
+
+
+def exit_on_bad_choice(argv: list[str]) -> None:
+    """:func:`check_group_choices` for a command line: ``error: ...`` on one line and exit 1."""
+    import sys
+
+    try:
+        check_group_choices(argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

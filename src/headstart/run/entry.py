@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from headstart.run.checkpoint import with_checkpoint_choices
-from headstart.run.checks import CONF_DIR
+from headstart.run.checks import CONF_DIR, exit_on_bad_choice
 from headstart.run.config import register_resolvers
 from headstart.run.errors import one_line_errors
 
@@ -26,6 +26,7 @@ def checkpoint_command(config_name: str, run: Callable[[DictConfig], Any]) -> Ca
 
     def main() -> None:
         register_resolvers()
+        exit_on_bad_choice(sys.argv[1:])
         sys.argv = with_checkpoint_choices(sys.argv)
         _main()
 

@@ -51,13 +51,31 @@ def one_line(err: BaseException) -> str:
     return " ".join(original_message(err).split())
 
 
+def user_error_in(err: BaseException) -> BaseException | None:
+    """``err`` if it is a user error, else the first user error it was raised from: Hydra wraps an
+    error raised while instantiating (a hub checkpoint offline: ``HubUnreachableError``) in
+    ``InstantiationException("Error in call to target ...")``, whose text is not the one line."""
+    kinds = user_errors()
+    seen: set[int] = set()
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        if isinstance(node, kinds) and not type(node).__module__.startswith("hydra."):
+            return node
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return None
+
+
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``fn``; a user error exits with ``error: <message>`` (HYDRA_FULL_ERROR=1 shows the trace)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except user_errors() as err:
+        except Exception as raised:
+            err = user_error_in(raised)
+            if err is None:
+                raise
             message = one_line(err)
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or in_multirun():
                 # A multirun records the failure and goes on with the next job.
