@@ -197,3 +197,14 @@ def test_a_hub_checkpoint_offline_is_one_line_not_hydras_wrapped_trace(tmp_path:
     assert proc.stderr.strip().splitlines()[-1].startswith("error: could not load checkpoint 'bert-base-uncased'")
     assert "model.preset=tiny" in proc.stderr.strip().splitlines()[-1]
     assert "Error in call to target" not in proc.stderr and "Error executing job" not in proc.stderr
+
+
+def test_a_missing_column_names_the_config_key_that_names_another(tmp_path: Path) -> None:
+    """summarization predict on a JSONL whose text is under "article": the error says which key to set."""
+    from headstart.data.errors import DataError
+    from headstart.data.text_lm import read_prompts
+
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(json.dumps({"article": "a long document"}) + "\n")
+    with pytest.raises(DataError, match=r"in.jsonl:1: missing column 'document' \(columns: article\); set data.source_column=<column>"):
+        read_prompts(str(inputs), ("document", "text", "source"), "raise", key="source_column")

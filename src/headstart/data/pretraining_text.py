@@ -289,7 +289,7 @@ class TextPretrainingDataModule(DocumentStream, DataModule):
     def set_predict_inputs(self, inputs: str | Sequence[str]) -> None:
         """Texts (a .txt file, one per line, or JSONL/CSV ``text_column``), tokenized with special
         tokens and NOT masked: write the tokenizer's mask token where predictions are wanted."""
-        self.predict_set = ItemsDataset(read_prompts(inputs, (self.text_column,), self.on_error))
+        self.predict_set = ItemsDataset(read_prompts(inputs, (self.text_column,), self.on_error, key="text_column"))
         self.collate_predict = TextCollator(self._require_tokenizer(), self.block_size)
 
     def predict_dataloader(self) -> Any:

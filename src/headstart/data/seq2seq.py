@@ -177,7 +177,7 @@ class Seq2SeqDataModule(DataModule):
                 pairs.append((where, record))
                 continue
             try:
-                require_columns(where, record, self.columns)
+                require_columns(where, record, self.columns, ("source_column", "target_column"))
             except DataError as err:
                 if self.on_error != "skip":
                     raise
@@ -299,7 +299,7 @@ class Seq2SeqDataModule(DataModule):
     # ---- prediction ---------------------------------------------------------------------------
     def set_predict_inputs(self, inputs: str | Sequence[str]) -> None:
         """Documents or sentences: a .txt file (one per line) or JSONL/CSV with ``source_column``."""
-        self.predict_set = ItemsDataset(read_prompts(inputs, (self.columns[0], "text", "source"), self.on_error))
+        self.predict_set = ItemsDataset(read_prompts(inputs, (self.columns[0], "text", "source"), self.on_error, key="source_column"))
         self.collate_predict = SourceCollator(self.tokenizer, self.source_prefix, self.max_source_length)
 
     def predict_dataloader(self) -> Any:

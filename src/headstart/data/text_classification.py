@@ -90,7 +90,8 @@ class TextClassificationDataModule(EncoderTextDataModule):
 
     def _parse_record(self, where: str, record: dict[str, Any]) -> Example:
         text_col, pair_col, label_col = self.columns
-        require_columns(where, record, [text_col, label_col] + ([pair_col] if pair_col else []))
+        require_columns(where, record, [text_col, label_col] + ([pair_col] if pair_col else []),
+                        ("text_column", "label_column", "text_pair_column"))
         label = record[label_col]
         if self.multi_label:
             label = label if isinstance(label, list) else [s.strip() for s in str(label).split(self.label_separator) if s.strip()]
@@ -209,5 +210,5 @@ class TextClassificationDataModule(EncoderTextDataModule):
 
 
 def _predict_record(where: str, record: dict[str, Any], text_col: str, pair_col: str | None) -> Example:
-    require_columns(where, record, [text_col] + ([pair_col] if pair_col else []))
+    require_columns(where, record, [text_col] + ([pair_col] if pair_col else []), ("text_column", "text_pair_column"))
     return {"text": str(record[text_col]), "text_pair": str(record[pair_col]) if pair_col else None, "label": None}

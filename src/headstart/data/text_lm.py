@@ -225,7 +225,7 @@ class TextLMDataModule(DataModule):
     # ---- prediction ---------------------------------------------------------------------------
     def set_predict_inputs(self, inputs: str | Sequence[str]) -> None:
         """Prompts: a .txt file (one per line) or JSONL/CSV with ``prompt_column`` (or ``text_column``)."""
-        prompts = read_prompts(inputs, (self.prompt_column, self.text_column), self.on_error, allow_empty=True)
+        prompts = read_prompts(inputs, (self.prompt_column, self.text_column), self.on_error, allow_empty=True, key="prompt_column")
         self.predict_set = ItemsDataset(prompts)
         self.collate_predict = PromptCollator(self.tokenizer, self.tokenizer.eos_token)
 
@@ -252,7 +252,8 @@ class PromptCollator:
                 "_skipped": skipped}
 
 
-def read_prompts(inputs: str | Sequence[str], columns: Sequence[str], on_error: Any, allow_empty: bool = False) -> list[Any]:
+def read_prompts(inputs: str | Sequence[str], columns: Sequence[str], on_error: Any, allow_empty: bool = False,
+                 key: str | None = None) -> list[Any]:
     """{"text"} per line of .txt files, or per record of .jsonl/.csv files (first of ``columns`` present).
 
     An empty record value is an error naming file and line unless ``allow_empty`` (an LM prompt
@@ -268,7 +269,7 @@ def read_prompts(inputs: str | Sequence[str], columns: Sequence[str], on_error: 
                 column = next((c for c in columns if c in record), columns[0])
                 try:
                     if not allow_empty or column not in record:
-                        require_columns(where, record, [column])
+                        require_columns(where, record, [column], (key,))
                 except DataError as err:
                     if on_error != "skip":
                         raise

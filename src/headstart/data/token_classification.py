@@ -173,7 +173,7 @@ class TokenClassificationDataModule(EncoderTextDataModule):
 
     def _parse_record(self, where: str, record: dict[str, Any]) -> dict[str, Any]:
         tokens_col, tags_col = self.json_columns
-        require_columns(where, record, [tokens_col, tags_col])
+        require_columns(where, record, [tokens_col, tags_col], ("tokens_column", "tags_column"))
         tokens, tags = record[tokens_col], record[tags_col]
         if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags):
             raise DataError(f"{where}: '{tokens_col}' and '{tags_col}' must be lists of the same length")

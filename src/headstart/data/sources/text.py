@@ -128,11 +128,14 @@ def read_records(path: str | Path, on_error: OnError = "raise") -> Iterator[tupl
     raise DataError(f"{path}: unknown record format '{suffix}' (use .jsonl, .csv or .tsv)")
 
 
-def require_columns(where: str, record: dict[str, Any], columns: Sequence[str]) -> None:
-    """A missing or empty required column is an error naming the file, line and column."""
-    for column in columns:
+def require_columns(where: str, record: dict[str, Any], columns: Sequence[str], keys: Sequence[str | None] = ()) -> None:
+    """A missing or empty required column is an error naming the file, line and column, and when
+    ``keys`` gives it (one per column), the config key that names another column."""
+    for i, column in enumerate(columns):
         if column not in record:
-            raise DataError(f"{where}: missing column '{column}' (columns: {', '.join(record)})")
+            key = keys[i] if i < len(keys) else None
+            hint = f"; set data.{key}=<column> if it has another name" if key else ""
+            raise DataError(f"{where}: missing column '{column}' (columns: {', '.join(record)}){hint}")
         value = record[column]
         if value is None or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where}: empty '{column}'")
