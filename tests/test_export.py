@@ -306,9 +306,7 @@ def test_export_true_on_a_model_without_an_exact_export_stops_before_fitting(tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["text_classification", "text_classification_distilbert", "token_classification",
-                                  "question_answering", "image_classification", "audio_classification",
-                                  "segmentation", "segmentation_segformer"])
+@pytest.mark.parametrize("name", list(CASES))
 def test_an_export_scores_in_eval_py_as_its_checkpoint_does(exported: dict[str, Case], name: str, tmp_path: Path) -> None:
     """export -> ``eval.py model.checkpoint=<export>`` (no ckpt_path) -> the original checkpoint's metrics."""
     from headstart.eval import evaluate

@@ -67,7 +67,7 @@ def build_task_model(cfg: DictConfig) -> Built:
     if kept is None:
         raise ConfigError(f"model.checkpoint={cfg.model.checkpoint} has no task head for task={cfg.task.name} (a plain encoder); "
                           "eval.py scores a fine-tuned task model or a headstart checkpoint (ckpt_path=...)")
-    if ": kept its" not in kept:
+    if ": kept " not in kept:
         raise ConfigError(f"{kept}; eval.py scores only a head that fits the data")
     return built
 

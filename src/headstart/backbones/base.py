@@ -66,6 +66,26 @@ def load_task_model(checkpoint: str, architecture: str, **kwargs: Any) -> tuple[
     return full.base_model, CheckpointHead(architecture, labels, state)
 
 
+def head_weights_from_files(checkpoint: str, architecture: str, prefix: str) -> CheckpointHead | None:
+    """The weights outside the encoder (``prefix``) of a checkpoint's ``model.safetensors`` (a local
+    directory or the hub cache), read without building the class: for pretraining classes whose
+    encoder transformers builds without parts headstart keeps (``BertForMaskedLM`` has no pooler,
+    so its encoder is loaded as ``AutoModel`` and only the MLM head is read here). None without
+    a safetensors file."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(checkpoint, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+    except (OSError, ValueError):
+        return None
+    if path is None:
+        return None
+    with safe_open(path, framework="pt") as handle:
+        state = {key: handle.get_tensor(key) for key in handle.keys() if not key.startswith(prefix + ".")}
+    return CheckpointHead(architecture, None, state)
+
+
 def load_or_explain(load: Callable[[], T], checkpoint: str) -> T:
     """Run ``load()`` (a ``from_pretrained`` call); turn a hub/network failure into one line.
 

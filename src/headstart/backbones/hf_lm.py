@@ -130,6 +130,7 @@ class HFLanguageModel(nn.Module):
         self.checkpoint = checkpoint
         self.architecture: Architecture = architecture
         self.preset = preset
+        self.loaded_weights = False
         self.tokenizer_training = plain(tokenizer_training or {})
         self.tokenizer_kwargs = plain(tokenizer_kwargs or {})
         self.tokenizer_save_dir = tokenizer_save_dir
@@ -164,6 +165,7 @@ class HFLanguageModel(nn.Module):
             for key, value in overrides.items():
                 setattr(self.model_config, key, value)
             auto = _AUTO[architecture]
+            self.loaded_weights = bool(pretrained)  # the whole model, output layer included, from the checkpoint
             if pretrained:
                 model = load_or_explain(
                     lambda: auto.from_pretrained(checkpoint, config=self.model_config, **self.model_kwargs), checkpoint

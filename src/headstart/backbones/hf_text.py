@@ -20,7 +20,14 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
-from headstart.backbones.base import CheckpointHead, EncoderOutput, load_or_explain, load_task_model, task_architecture
+from headstart.backbones.base import (
+    CheckpointHead,
+    EncoderOutput,
+    head_weights_from_files,
+    load_or_explain,
+    load_task_model,
+    task_architecture,
+)
 from headstart.backbones.contract import DataSpec
 from headstart.backbones.from_scratch import plain, preset_config, random_init_config
 
@@ -37,6 +44,8 @@ def _json_config(config: PretrainedConfig) -> dict[str, Any]:
 
 # transformers task classes whose head a text task can keep (model.checkpoint = a fine-tuned model)
 TASK_CLASSES = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
+# pretraining classes whose heads task=masked_lm keeps (the encoder itself loads as AutoModel)
+PRETRAINING_CLASSES = ("ForPreTraining", "ForMaskedLM")
 
 
 class HFTextEncoder(nn.Module):
@@ -112,6 +121,9 @@ class HFTextEncoder(nn.Module):
             model = load_or_explain(
                 lambda: AutoModel.from_pretrained(checkpoint, config=self.model_config), checkpoint
             )
+            pretraining = task_architecture(self.model_config, PRETRAINING_CLASSES)
+            if pretraining:  # its MLM (and NSP) head, for task=masked_lm to continue pretraining from
+                self.checkpoint_head = head_weights_from_files(checkpoint, pretraining, model.base_model_prefix)
         else:
             model = AutoModel.from_config(self.model_config)
         self._set_model(model)

@@ -22,7 +22,7 @@ from torchmetrics import MeanMetric
 from headstart.losses.contrastive import contrastive_logits, sample_negatives
 from headstart.ops.span_mask import span_mask
 from headstart.tasks.base import Task
-from headstart.tasks.export import HFExport
+from headstart.tasks.export import HFExport, say
 from headstart.tasks.pretraining import ExportsPretrained
 
 HEAD_KEYS = {"num_codevector_groups": "num_groups", "num_codevectors_per_group": "num_vars", "codevector_dim": "codevector_dim"}
@@ -76,7 +76,10 @@ class AudioPretrainingTask(ExportsPretrained, Task):
         backbone.freeze_feature_encoder = feature_grad_mult == 0
         backbone.freeze(False)
         if init_head_from_checkpoint:
-            self._load_head(backbone.pretraining_head_state(), proj_dim)
+            state = backbone.pretraining_head_state()
+            self._load_head(state, proj_dim)
+            if state is not None:
+                self.kept_head = say(f"model.checkpoint={backbone.checkpoint}: kept its Wav2Vec2ForPreTraining quantizer and projections")
         self.val_metrics = nn.ModuleDict({"contrastive_loss": MeanMetric(), "contrastive_acc": MeanMetric()})
         self.test_metrics = nn.ModuleDict({"contrastive_loss": MeanMetric(), "contrastive_acc": MeanMetric()})
 

@@ -41,6 +41,8 @@ class Task(LightningModule):
         self.scheduler_factory = scheduler
         self.backbone_lr = backbone_lr
         self.lr_interval = lr_interval
+        # One line saying what of a model.checkpoint task model's head was kept (tasks/export.py).
+        self.kept_head: str | None = None
         # Filled by headstart.run.build: resolved config, data info, backbone config.
         # Saved into every checkpoint so eval/predict rebuild the run without the hub.
         self.meta: dict[str, Any] = {}

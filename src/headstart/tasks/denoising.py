@@ -33,7 +33,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from headstart.losses.lm import lm_loss_sum
 from headstart.metrics.generation import TokenPerplexity
 from headstart.tasks.base import Task
-from headstart.tasks.export import HFExport, language_model
+from headstart.tasks.export import HFExport, language_model, whole_model_kept
 from headstart.tasks.pretraining import ExportsPretrained
 
 _SENTINEL = re.compile(r"<extra_id_(\d+)>")
@@ -88,6 +88,7 @@ class DenoisingTask(ExportsPretrained, Task):
         noise: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
+        self.kept_head = whole_model_kept(backbone)
         if getattr(backbone, "architecture", "seq2seq") != "seq2seq":
             raise ValueError("task=denoising needs an encoder-decoder model (model=bart or model=t5)")
         self.loss_fn = loss

@@ -22,7 +22,7 @@ from torchmetrics import Metric, MetricCollection
 
 from headstart.ops.depth_io import write_depth_png
 from headstart.tasks.base import Task
-from headstart.tasks.export import ExportError, HFExport, load_exact, with_prefix
+from headstart.tasks.export import ExportError, HFExport, load_exact, say, with_prefix
 from headstart.viz.depth import depth_panel, depth_png, write_depth_colour_png
 from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import denormalize
@@ -68,6 +68,7 @@ class DepthEstimationTask(Task):
         self.head = head(feature_channels=list(backbone.feature_channels), max_depth=self.max_depth, **sizes)
         if pretrained is not None:
             self.head.load_state_dict(pretrained, strict=True)
+            self.kept_head = say(f"model.checkpoint={backbone.checkpoint}: kept its GLPNForDepthEstimation decoder and head")
         self.loss_fn = loss(min_depth=self.min_depth, max_depth=self.max_depth)
         self.val_metrics = MetricCollection({"depth": metrics(min_depth=self.min_depth, max_depth=self.max_depth, crop=eval_crop)},
                                             prefix="val/")

@@ -149,7 +149,7 @@ def label_rows(theirs: list[str] | None, ours: list[str]) -> list[int] | None:
     return None
 
 
-def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str, names: dict[str, str],
+def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str | tuple[str, ...], names: dict[str, str],
                          labels: list[str] | None, per_label: tuple[str, ...] = (), fits: str | None = None,
                          extra_rows: int = 0) -> str | None:
     """Load the head of the transformers task model the backbone came from into ``head`` when it is
@@ -163,7 +163,8 @@ def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str, 
         return None
     where = f"model.checkpoint={getattr(backbone, 'checkpoint', '?')}"
     if not found.architecture.endswith(wants):
-        return _say(f"{where} is a {found.architecture}; task={task} takes a *{wants} head, so the head starts fresh")
+        kinds = " or *".join((wants,) if isinstance(wants, str) else wants)
+        return _say(f"{where} is a {found.architecture}; task={task} takes a *{kinds} head, so the head starts fresh")
     if fits is not None:
         return _say(f"{where}: its {found.architecture} head was not kept ({fits}); the head starts fresh")
     missing = [theirs for theirs in names.values() if theirs not in found.state]
@@ -186,6 +187,21 @@ def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str, 
         return _say(f"{where}: its {found.architecture} head does not fit this head ({str(error).splitlines()[-1].strip()[:160]}); "
                     "the head starts fresh")
     return _say(f"{where}: kept its {found.architecture} head ({note})")
+
+
+def whole_model_kept(backbone: Any) -> str | None:
+    """For a task whose backbone is the whole transformers model (LMs: the output layer is part of
+    it): the kept line when it came from a checkpoint, None for a preset or random init."""
+    if getattr(backbone, "preset", None) is not None or getattr(backbone, "model", None) is None:
+        return None
+    if not getattr(backbone, "loaded_weights", True):
+        return None
+    return f"model.checkpoint={backbone.checkpoint}: kept the whole {type(backbone.model).__name__}, its LM head included"
+
+
+def say(line: str) -> str:
+    """Print ``line`` on global rank zero; return it."""
+    return _say(line)
 
 
 def _say(line: str) -> str:

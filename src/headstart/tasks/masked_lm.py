@@ -24,7 +24,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from headstart.metrics.generation import TokenPerplexity
 from headstart.tasks.base import Task
 from headstart.tasks.encoder_text import encode, log_padding, wandb_table
-from headstart.tasks.export import ExportError, HFExport
+from headstart.tasks.export import ExportError, HFExport, keep_checkpoint_head
 from headstart.tasks.pretraining import ExportsPretrained
 
 
@@ -84,6 +84,7 @@ class MaskedLMTask(ExportsPretrained, Task):
             if nsp_head is None:
                 raise ValueError("task.nsp=true needs task.nsp_head")
             self.nsp_head = nsp_head(in_features=backbone.hidden_size, pooler=backbone.pooler_module() is None)
+        self.kept_head = keep_mlm_head(backbone, self.mlm_head, self.nsp_head)
         self.loss_fn = loss
         metrics = {"mlm_loss": MeanMetric(), "mlm_acc": MeanMetric(), "perplexity": TokenPerplexity()}
         if self.nsp:
@@ -263,3 +264,30 @@ def pretraining_model(encoder: nn.Module, mlm_head: nn.Module, nsp_head: nn.Modu
         return None
     model.tie_weights()
     return model
+
+
+# headstart MLM head key -> the pretraining class's (BERT: BertForPreTraining / BertForMaskedLM; DistilBERT)
+MLM_HEAD_KEYS = {
+    "bert": {"dense.weight": "cls.predictions.transform.dense.weight", "dense.bias": "cls.predictions.transform.dense.bias",
+             "layer_norm.weight": "cls.predictions.transform.LayerNorm.weight",
+             "layer_norm.bias": "cls.predictions.transform.LayerNorm.bias", "bias": "cls.predictions.bias"},
+    "distilbert": {"dense.weight": "vocab_transform.weight", "dense.bias": "vocab_transform.bias",
+                   "layer_norm.weight": "vocab_layer_norm.weight", "layer_norm.bias": "vocab_layer_norm.bias",
+                   "bias": "vocab_projector.bias"},
+}
+
+
+def keep_mlm_head(backbone: nn.Module, mlm_head: nn.Module, nsp_head: nn.Module | None) -> str | None:
+    """Continued pretraining from a pretraining checkpoint: its MLM head (and BERT's NSP layer when
+    NSP is on and reads the encoder's pooler) instead of fresh ones, in one line."""
+    names = MLM_HEAD_KEYS.get(backbone.model_config.model_type)
+    if names is None:
+        return None
+    line = keep_checkpoint_head("masked_lm", backbone, mlm_head, ("ForPreTraining", "ForMaskedLM"), names, None)
+    if line and ": kept" in line and nsp_head is not None and isinstance(nsp_head.pooler, nn.Identity):
+        found = backbone.checkpoint_head
+        if "cls.seq_relationship.weight" in found.state:
+            nsp_head.seq_relationship.load_state_dict({"weight": found.state["cls.seq_relationship.weight"],
+                                                       "bias": found.state["cls.seq_relationship.bias"]})
+            line += " and NSP layer"
+    return line

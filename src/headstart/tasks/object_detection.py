@@ -21,7 +21,7 @@ from torchmetrics import Metric
 from headstart.ops.boxes import cxcywh_to_xyxy
 from headstart.ops.detection_postprocess import post_process_detections
 from headstart.tasks.base import Task
-from headstart.tasks.export import HFExport, label_config, load_exact, require_layout, with_prefix
+from headstart.tasks.export import HFExport, label_config, load_exact, require_layout, say, with_prefix
 from headstart.viz.boxes import detection_png, wandb_boxes
 from headstart.viz.figure import draw_each, file_stem
 from headstart.viz.images import denormalize
@@ -69,6 +69,9 @@ class ObjectDetectionTask(Task):
         pretrained = backbone.head_weights(self.labels) if reuse_head and hasattr(backbone, "head_weights") else None
         if pretrained:
             self.head.load_state_dict(pretrained, strict=False)  # the class layer only when the classes match
+            kept = "class layer and box MLP (labels matched by name)" if "class_head.weight" in pretrained else (
+                "box MLP; the class layer was re-initialised: its labels are not the data's")
+            self.kept_head = say(f"model.checkpoint={backbone.checkpoint}: kept its DetrForObjectDetection {kept}")
         self.loss_fn = loss(num_classes=num_classes)
         self.val_metrics, self.test_metrics = metrics(), metrics()
         self.eval_threshold, self.eval_top_k = eval_threshold, eval_top_k

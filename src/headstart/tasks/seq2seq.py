@@ -20,7 +20,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from headstart.tasks.base import Task
-from headstart.tasks.export import HFExport, language_model
+from headstart.tasks.export import HFExport, language_model, whole_model_kept
 
 
 class Seq2SeqTask(Task):
@@ -49,6 +49,7 @@ class Seq2SeqTask(Task):
     ) -> None:
         super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
         self.loss_fn = loss
+        self.kept_head = whole_model_kept(backbone)
         # no compute groups: metrics with equal states after the first batch (e.g. every ROUGE at 0
         # for an untrained model) would otherwise be merged into one for the whole run
         self.val_metrics = MetricCollection(dict(metrics), prefix="val/", compute_groups=False)

@@ -15,7 +15,7 @@ from torchmetrics import Metric, MetricCollection
 from headstart.ops.ctc_decode import SPECIALS, Decoder, beam_decoder, greedy_decode
 from headstart.ops.padding import log_padding
 from headstart.tasks.base import Task
-from headstart.tasks.export import HFExport, require_layout, wav2vec2_model
+from headstart.tasks.export import HFExport, require_layout, say, wav2vec2_model
 from headstart.viz.audio import audio_players
 
 
@@ -66,6 +66,7 @@ class SpeechRecognitionTask(Task):
             return
         if backbone.pretrained_vocab == {tok: i for i, tok in enumerate(self.vocab)}:
             self.head.proj.load_state_dict(pretrained.state_dict())
+            self.kept_head = say(f"model.checkpoint={backbone.checkpoint}: kept its CTC head (the same vocabulary)")
         else:
             rank_zero_warn("the checkpoint's CTC head was not kept: its vocabulary differs from the data's")
 

@@ -22,7 +22,7 @@ from torchmetrics import MetricCollection
 from headstart.losses.lm import lm_loss_sum
 from headstart.metrics.generation import TokenPerplexity
 from headstart.tasks.base import Task
-from headstart.tasks.export import HFExport, language_model
+from headstart.tasks.export import HFExport, language_model, whole_model_kept
 
 
 class TextGenerationTask(Task):
@@ -49,6 +49,7 @@ class TextGenerationTask(Task):
     ) -> None:
         super().__init__(backbone, optimizer, scheduler, backbone_lr, lr_interval)
         self.loss_fn = loss
+        self.kept_head = whole_model_kept(backbone)
         self.prompts = list(prompts or [])
         self.generation = dict(generation or {})
         self.sampling = {name: dict(settings or {}) for name, settings in (sampling or {}).items()}
