@@ -170,3 +170,26 @@ def test_hf_source_reads_a_local_dataset_with_class_names(tmp_path: Path) -> Non
     built.datamodule.setup("fit")
     batch = next(iter(built.datamodule.train_dataloader()))
     assert batch["input_ids"].shape[0] == 18 and set(batch["labels"].tolist()) == {0, 1}
+
+
+def test_a_checkpoint_from_before_task_pooling_is_rebuilt_reading_cls_as_it_was_trained(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """task.pooling=auto now applies BERT's pooler; a checkpoint whose stored record has no
+    task.pooling was trained on the [CLS] state and must be evaluated that way, not silently with
+    a pooler it never trained through."""
+    import torch
+
+    from headstart.run.checkpoint import load_checkpoint, rebuild
+
+    results = train(make_cfg(tmp_path / "run", *SHORT, "test=false"))
+    ckpt = torch.load(results["best_checkpoint"], weights_only=True)
+    assert ckpt["headstart"]["config"]["task"]["pooling"] == "auto"
+    del ckpt["headstart"]["config"]["task"]["pooling"]
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    cfg = make_cfg(tmp_path / "eval", f"ckpt_path={old}", "inputs=none", config_name="predict")
+    task = rebuild(cfg, load_checkpoint(str(old))).task
+    assert task.pooling == "cls"
+    assert f"{old}: written before task.pooling existed: task.pooling=cls, as it was trained" in capsys.readouterr().out
+    new_cfg = make_cfg(tmp_path / "eval2", f"ckpt_path={results['best_checkpoint']}", "inputs=none", config_name="predict")
+    assert rebuild(new_cfg, load_checkpoint(results["best_checkpoint"])).task.pooling == "pooler"

@@ -86,13 +86,24 @@ def with_checkpoint_choices(argv: list[str]) -> list[str]:
     return [argv[0], *choice_overrides(paths[0], argv[1:]), *argv[1:]] if paths else argv
 
 
+# Keys added after checkpoints were written that change what a model computes: a stored record
+# without the key was trained with the old behaviour, which this value restores.
+BEHAVIOUR_BEFORE = {"task.pooling": "cls"}  # text classification read the [CLS] state before task.pooling
+
+
 def training_config(checkpoint: dict[str, Any], path: str) -> DictConfig:
     """The run's training config, recomposed from the installed conf/ with its checked overrides;
     the stored record is compared with it (one line printed; a foreign Hydra key refused)."""
     meta = checkpoint["headstart"]
     overrides = checked_overrides(list(meta["compose"]["overrides"]), path)
     train_cfg = recompose(overrides, path)
-    print(compare_record(meta.get("config") or {}, train_cfg, path, len(overrides)))
+    record = meta.get("config") or {}
+    for key, before in BEHAVIOUR_BEFORE.items():
+        stored = OmegaConf.select(OmegaConf.create(record), key, default=_MISSING) if record else _MISSING
+        if stored is _MISSING and OmegaConf.select(train_cfg, key, default=_MISSING) is not _MISSING:
+            OmegaConf.update(train_cfg, key, before, force_add=False)
+            print(f"{path}: written before {key} existed: {key}={before}, as it was trained")
+    print(compare_record(record, train_cfg, path, len(overrides)))
     return train_cfg
 
 
