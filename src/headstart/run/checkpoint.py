@@ -99,12 +99,22 @@ def training_config(checkpoint: dict[str, Any], path: str) -> DictConfig:
     train_cfg = recompose(overrides, path)
     record = meta.get("config") or {}
     for key, before in BEHAVIOUR_BEFORE.items():
-        stored = OmegaConf.select(OmegaConf.create(record), key, default=_MISSING) if record else _MISSING
+        stored = _stored(record, key)
         if stored is _MISSING and OmegaConf.select(train_cfg, key, default=_MISSING) is not _MISSING:
             OmegaConf.update(train_cfg, key, before, force_add=False)
             print(f"{path}: written before {key} existed: {key}={before}, as it was trained")
     print(compare_record(record, train_cfg, path, len(overrides)))
     return train_cfg
+
+
+def _stored(record: Any, key: str) -> Any:
+    """The record's value at dotted ``key`` (plain dicts, as the meta check left them), or _MISSING."""
+    node = record
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
 
 
 def rebuild(cfg: DictConfig, checkpoint: dict[str, Any]) -> Built:
