@@ -57,7 +57,7 @@ def records() -> Iterator[_Records]:
 def test_extras_and_debug_groups_compose_in_every_entry_point(tmp_path: Path, name: str) -> None:
     extra = {"train": [], "eval": ["ckpt_path=x.ckpt"], "predict": ["ckpt_path=x.ckpt", "inputs=x.png"]}[name]
     cfg = make_cfg(tmp_path, *extra, config_name=name)
-    assert dict(cfg.extras) == {"print_config": True, "enforce_tags": False, "ignore_warnings": False}
+    assert dict(cfg.extras) == {"print_config": False, "enforce_tags": False, "ignore_warnings": False}
     assert "local" not in cfg  # no conf/local/default.yaml: the optional entry composes to nothing
     limit = make_cfg(tmp_path, *extra, "debug=limit", config_name=name).trainer
     assert (limit.limit_train_batches, limit.limit_val_batches, limit.max_epochs) == (10, 5, 3)
@@ -93,10 +93,21 @@ def test_enforce_tags_fails_in_one_line_and_never_prompts(tmp_path: Path) -> Non
 
 
 def test_print_config_obeys_extras(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    print_config_tree(make_cfg(tmp_path, "extras.print_config=false"))
+    print_config_tree(make_cfg(tmp_path))  # off by default (issue 26: a quiet console)
     assert capsys.readouterr().out == ""
-    print_config_tree(make_cfg(tmp_path))
+    print_config_tree(make_cfg(tmp_path, "extras.print_config=true"))
     assert "CONFIG" in capsys.readouterr().out
+    print_config_tree(make_cfg(tmp_path, "debug=limit"))  # every debug config turns it on
+    assert "CONFIG" in capsys.readouterr().out
+
+
+def test_a_run_saves_the_config_it_resolved_to(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    train(make_cfg(tmp_path, *TINY_TEXT, "trainer.max_steps=1", "trainer.limit_val_batches=1", "test=false"))
+    saved = OmegaConf.load(tmp_path / "config.yaml")
+    assert saved.task.name == "text_classification" and saved.trainer.max_steps == 1
+    assert "${" not in (tmp_path / "config.yaml").read_text()  # resolved
 
 
 def test_noise_is_dropped_but_other_warnings_and_errors_stay(tmp_path: Path, records: _Records) -> None:

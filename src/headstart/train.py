@@ -51,6 +51,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     lightning.seed_everything(cfg.seed, workers=True)
     print_config_tree(cfg)
     built = build(cfg, resumed=resumed)
+    save_resolved_config(cfg, built.trainer)
     trainer, task, datamodule = built.trainer, built.task, built.datamodule
     if cfg.get("export"):
         task.hf_export(validate_only=True)  # export=true on a task without an exact export: one line, before fitting
@@ -132,6 +133,15 @@ def export_best(task: Any, best: str, directory: Path, results: dict[str, Any]) 
     path = write_export(task.cpu(), directory, results)
     print(f"export: {path} (transformers' from_pretrained and pipeline() read it)")
     return path
+
+
+def save_resolved_config(cfg: DictConfig, trainer: Trainer) -> None:
+    """``<run dir>/config.yaml``: the config this run resolved to (the console shows it only with
+    ``extras.print_config=true``; Hydra keeps the unresolved one in ``.hydra/``)."""
+    if trainer.is_global_zero:
+        path = Path(output_dir(cfg)) / "config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, path, resolve=True)
 
 
 def find_callback(trainer: Trainer, kind: type) -> Any:
