@@ -164,19 +164,19 @@ def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str |
     where = f"model.checkpoint={getattr(backbone, 'checkpoint', '?')}"
     if not found.architecture.endswith(wants):
         kinds = " or *".join((wants,) if isinstance(wants, str) else wants)
-        return _say(f"{where} is a {found.architecture}; task={task} takes a *{kinds} head, so the head starts fresh")
+        return say(f"{where} is a {found.architecture}; task={task} takes a *{kinds} head, so the head starts fresh")
     if fits is not None:
-        return _say(f"{where}: its {found.architecture} head was not kept ({fits}); the head starts fresh")
+        return say(f"{where}: its {found.architecture} head was not kept ({fits}); the head starts fresh")
     missing = [theirs for theirs in names.values() if theirs not in found.state]
     if missing:
-        return _say(f"{where}: its {found.architecture} head has no {missing[0]}; the head starts fresh")
+        return say(f"{where}: its {found.architecture} head has no {missing[0]}; the head starts fresh")
     state = {ours: found.state[theirs] for ours, theirs in names.items()}
     note = "it has no labels"
     if labels is not None:
         rows = label_rows(found.labels, labels)
         if rows is None:
             shown = ", ".join(map(str, (found.labels or [])[:6]))
-            return _say(f"{where}: its {found.architecture} head was re-initialised: its labels ({shown}...) are not "
+            return say(f"{where}: its {found.architecture} head was re-initialised: its labels ({shown}...) are not "
                         f"the data's ({', '.join(labels[:6])}...)")
         rows = rows + list(range(len(labels), len(labels) + extra_rows))
         state.update({key: state[key][rows] for key in per_label})
@@ -184,9 +184,9 @@ def keep_checkpoint_head(task: str, backbone: Any, head: nn.Module, wants: str |
     try:
         head.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        return _say(f"{where}: its {found.architecture} head does not fit this head ({str(error).splitlines()[-1].strip()[:160]}); "
+        return say(f"{where}: its {found.architecture} head does not fit this head ({str(error).splitlines()[-1].strip()[:160]}); "
                     "the head starts fresh")
-    return _say(f"{where}: kept its {found.architecture} head ({note})")
+    return say(f"{where}: kept its {found.architecture} head ({note})")
 
 
 def whole_model_kept(backbone: Any) -> str | None:
@@ -201,10 +201,6 @@ def whole_model_kept(backbone: Any) -> str | None:
 
 def say(line: str) -> str:
     """Print ``line`` on global rank zero; return it."""
-    return _say(line)
-
-
-def _say(line: str) -> str:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:
